@@ -1,0 +1,562 @@
+#include "gateway/gateway.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "gateway/openapi.h"
+#include "gateway/transcoder.h"
+#include "google/protobuf/message.h"
+#include "iot2mqtt/sdk/log.h"
+#include "iot2mqtt/telemetry/v1/telemetry_service.pb.h"
+#include "prometheus/text_serializer.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+#include "services/common/grpc_status.h"
+#include "services/common/rpc_scope.h"
+#include "services/common/status.h"
+
+namespace iot2mqtt::gateway {
+namespace {
+
+using google::protobuf::Message;
+
+constexpr char kGetHealth[] =
+    "/iot2mqtt.telemetry.v1.TelemetryService/GetHealth";
+constexpr char kGetMetrics[] =
+    "/iot2mqtt.telemetry.v1.TelemetryService/GetMetrics";
+
+constexpr char kHealthRoute[] = "/api/health";
+constexpr char kMetricsRoute[] = "/metrics";
+constexpr char kDocsRoute[] = "/api/docs";
+constexpr char kOpenApiRoute[] = "/api/docs/openapi.json";
+
+// Bounded label values: arbitrary methods from clients must not create
+// unbounded metric series.
+std::string MethodLabel(absl::string_view method) {
+  for (const char* known :
+       {"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD"}) {
+    if (method == known) return known;
+  }
+  return "OTHER";
+}
+
+// `path` safe for an error message: non-printable bytes percent-encoded.
+std::string PrintablePath(absl::string_view path) {
+  std::string out;
+  for (char c : path.substr(0, 256)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e) {
+      absl::StrAppendFormat(&out, "%%%02X", u);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+HttpResponse Error(const HttpError& error, const HttpRequest& request,
+                   std::string route = "unmatched") {
+  HttpResponse response = ErrorResponse(error, request.correlation_id);
+  response.route = std::move(route);
+  return response;
+}
+
+HttpResponse MethodNotAllowed(const HttpRequest& request,
+                              std::vector<std::string> allowed,
+                              std::string route) {
+  allowed.push_back("OPTIONS");
+  std::string allow = absl::StrJoin(allowed, ", ");
+  HttpResponse response =
+      Error(GatewayError(
+                405, absl::StatusCode::kUnimplemented,
+                absl::StrCat("method ", PrintablePath(request.method),
+                             " is not allowed on ", PrintablePath(request.path),
+                             "; allowed: ", allow),
+                "METHOD_NOT_ALLOWED", {{"allowed_methods", allow}}),
+            request, std::move(route));
+  response.headers.emplace_back("Allow", allow);
+  return response;
+}
+
+HttpResponse Options(std::vector<std::string> allowed, std::string route) {
+  allowed.push_back("OPTIONS");
+  HttpResponse response;
+  response.status = 204;
+  response.content_type.clear();
+  response.route = std::move(route);
+  response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+  return response;
+}
+
+std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             absl::ToChronoMilliseconds(timeout));
+}
+
+}  // namespace
+
+struct Gateway::PendingCall {
+  grpc::ClientContext context;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+};
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(
+    GatewayOptions options) {
+  std::vector<std::string> services;
+  for (const BackendSpec& backend : options.backends) {
+    services.insert(services.end(), backend.services.begin(),
+                    backend.services.end());
+  }
+  absl::StatusOr<RouteTable> routes = RouteTable::Build(services);
+  if (!routes.ok()) return routes.status();
+  return std::unique_ptr<Gateway>(
+      new Gateway(std::move(options), *std::move(routes)));
+}
+
+Gateway::Gateway(GatewayOptions options, RouteTable routes)
+    : options_(std::move(options)),
+      routes_(std::move(routes)),
+      registry_(std::make_shared<prometheus::Registry>()) {
+  for (const BackendSpec& spec : options_.backends) {
+    auto backend = std::make_unique<Backend>();
+    backend->spec = spec;
+    grpc::ChannelArguments args;
+    // Come back quickly after a backend restart (the default backoff grows
+    // to two minutes, all of them answered 503).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    backend->channel = grpc::CreateCustomChannel(
+        spec.address, grpc::InsecureChannelCredentials(), args);
+    backend->stub = std::make_unique<grpc::GenericStub>(backend->channel);
+    for (const std::string& service : spec.services) {
+      backend_by_service_[service] = backend.get();
+    }
+    backends_.push_back(std::move(backend));
+  }
+  openapi_json_ = BuildOpenApiJson(routes_);
+  docs_html_ = BuildDocsHtml(routes_);
+
+  requests_total_ = &prometheus::BuildCounter()
+                         .Name("iot_http_requests_total")
+                         .Help("HTTP requests answered by the gateway")
+                         .Register(*registry_);
+  request_duration_ =
+      &prometheus::BuildHistogram()
+           .Name("iot_http_request_duration_seconds")
+           .Help("Time from a complete request header to the answer")
+           .Register(*registry_);
+  backend_calls_total_ = &prometheus::BuildCounter()
+                              .Name("iot_gateway_backend_calls_total")
+                              .Help("gRPC calls made to backends, by gRPC code")
+                              .Register(*registry_);
+  backend_errors_total_ =
+      &prometheus::BuildCounter()
+           .Name("iot_gateway_backend_errors_total")
+           .Help(
+               "Backend calls that failed before the service answered "
+               "(unreachable, deadline) and failed telemetry fetches")
+           .Register(*registry_);
+
+  HttpServerOptions server_options;
+  server_options.listen_address = options_.listen_address;
+  server_options.threads = options_.threads;
+  server_options.max_body_bytes = options_.max_body_bytes;
+  server_options.max_header_bytes = options_.max_header_bytes;
+  server_options.read_timeout = options_.read_timeout;
+  server_options.shutdown_grace = options_.shutdown_grace;
+  server_options.cors_origins = options_.cors_origins;
+  server_ = std::make_unique<HttpServer>(std::move(server_options), this);
+}
+
+Gateway::~Gateway() { Shutdown(); }
+
+absl::Status Gateway::Start() {
+  if (absl::Status s = server_->Start(); !s.ok()) return s;
+  std::string host =
+      options_.listen_address.substr(0, options_.listen_address.rfind(':'));
+  IOT2MQTT_LOG(INFO)
+          .With("port", server_->port())
+          .With("routes", static_cast<int64_t>(routes_.routes().size()))
+      << "gateway listening on http://" << host << ":" << server_->port();
+  for (const auto& backend : backends_) {
+    IOT2MQTT_LOG(INFO)
+            .With("backend", backend->spec.name)
+            .With("address", backend->spec.address)
+        << "backend " << backend->spec.name << " at " << backend->spec.address;
+  }
+  return absl::OkStatus();
+}
+
+void Gateway::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  // Requests in progress get the grace period to finish...
+  server_->Shutdown();
+  // ...then backend calls still running are cancelled, and we wait for
+  // their callbacks, which reference the server's io_context.
+  absl::MutexLock lock(&calls_mu_);
+  accepting_calls_ = false;
+  for (PendingCall* call : calls_) call->context.TryCancel();
+  calls_mu_.Await(absl::Condition(
+      +[](std::set<PendingCall*>* calls) { return calls->empty(); }, &calls_));
+}
+
+void Gateway::Call(Backend* backend, const std::string& rpc_path,
+                   const Message& request, absl::Duration deadline,
+                   const std::string& correlation_id, CallDone done) {
+  auto call = std::make_shared<PendingCall>();
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (!accepting_calls_) {
+      done(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "the gateway is shutting down"),
+           "");
+      return;
+    }
+    calls_.insert(call.get());
+  }
+  call->context.set_deadline(DeadlineAfter(deadline));
+  call->context.AddMetadata(common::kCorrelationIdMetadata, correlation_id);
+  std::string bytes = request.SerializeAsString();
+  grpc::Slice slice(std::move(bytes));
+  call->request = grpc::ByteBuffer(&slice, 1);
+  std::string service = backend->spec.name;
+  backend->stub->UnaryCall(
+      &call->context, rpc_path, grpc::StubOptions(), &call->request,
+      &call->response,
+      [this, call, service, done = std::move(done)](grpc::Status status) {
+        std::string response;
+        if (status.ok()) {
+          std::vector<grpc::Slice> slices;
+          if (call->response.Dump(&slices).ok()) {
+            for (const grpc::Slice& s : slices) {
+              response.append(reinterpret_cast<const char*>(s.begin()),
+                              s.size());
+            }
+          }
+        }
+        backend_calls_total_
+            ->Add({{"service", service},
+                   {"code", common::CodeName(static_cast<absl::StatusCode>(
+                                status.error_code()))}})
+            .Increment();
+        done(status, response);
+        absl::MutexLock lock(&calls_mu_);
+        calls_.erase(call.get());
+      });
+}
+
+void Gateway::Handle(HttpRequest request, Responder respond) {
+  // HEAD is GET without the body (the server drops it).
+  if (request.method == "HEAD") request.method = "GET";
+  if (HandleBuiltIn(request, respond)) return;
+  RouteMatch match = routes_.Match(request.method, request.path);
+  switch (match.outcome) {
+    case RouteMatch::Outcome::kMatched:
+      HandleRoute(*match.route, match.bindings, std::move(request),
+                  std::move(respond));
+      return;
+    case RouteMatch::Outcome::kBadPath:
+      respond(Error(GatewayError(400, absl::StatusCode::kInvalidArgument,
+                                 absl::StrCat("invalid path: ", match.error),
+                                 "INVALID_PATH"),
+                    request));
+      return;
+    case RouteMatch::Outcome::kMethodNotAllowed: {
+      // Label with the template the path matched, for useful metrics.
+      RouteMatch any =
+          routes_.Match(match.allowed_methods.front(), request.path);
+      std::string route =
+          any.route != nullptr ? any.route->path.text() : "unmatched";
+      if (request.method == "OPTIONS") {
+        respond(Options(match.allowed_methods, route));
+      } else {
+        respond(MethodNotAllowed(request, match.allowed_methods, route));
+      }
+      return;
+    }
+    case RouteMatch::Outcome::kNotFound:
+      respond(Error(GatewayError(404, absl::StatusCode::kNotFound,
+                                 absl::StrCat("no route matches ",
+                                              PrintablePath(request.method),
+                                              " ", PrintablePath(request.path)),
+                                 "ROUTE_NOT_FOUND"),
+                    request));
+      return;
+  }
+}
+
+bool Gateway::HandleBuiltIn(const HttpRequest& request, Responder& respond) {
+  const std::string& path = request.path;
+  std::string route;
+  if (path == kHealthRoute) {
+    route = kHealthRoute;
+  } else if (path == kMetricsRoute) {
+    route = kMetricsRoute;
+  } else if (path == kDocsRoute || path == "/api/docs/") {
+    route = kDocsRoute;
+  } else if (path == kOpenApiRoute) {
+    route = kOpenApiRoute;
+  } else {
+    return false;
+  }
+  if (request.method == "OPTIONS") {
+    respond(Options({"GET"}, route));
+    return true;
+  }
+  if (request.method != "GET") {
+    respond(MethodNotAllowed(request, {"GET"}, route));
+    return true;
+  }
+  if (route == kHealthRoute) {
+    HandleHealth(request, std::move(respond));
+  } else if (route == kMetricsRoute) {
+    HandleMetrics(request, std::move(respond));
+  } else {
+    HttpResponse response;
+    response.route = route;
+    if (route == kDocsRoute) {
+      response.content_type = "text/html; charset=utf-8";
+      response.body = docs_html_;
+    } else {
+      response.body = openapi_json_;
+    }
+    respond(std::move(response));
+  }
+  return true;
+}
+
+void Gateway::HandleRoute(const Route& route,
+                          const std::vector<PathTemplate::Binding>& bindings,
+                          HttpRequest request, Responder respond) {
+  auto it = backend_by_service_.find(route.method->service()->full_name());
+  if (it == backend_by_service_.end()) {
+    respond(Error(
+        GatewayError(501, absl::StatusCode::kUnimplemented,
+                     "no backend serves this route", "BACKEND_NOT_CONFIGURED"),
+        request, route.path.text()));
+    return;
+  }
+  Backend* backend = it->second;
+  google::protobuf::MessageFactory* factory =
+      google::protobuf::MessageFactory::generated_factory();
+  std::unique_ptr<Message> message(
+      factory->GetPrototype(route.method->input_type())->New());
+  if (absl::Status s = BuildRequest(route, bindings, request.query,
+                                    request.body, message.get());
+      !s.ok()) {
+    respond(Error({400, common::ToRpcStatus(common::ToGrpcStatus(s))}, request,
+                  route.path.text()));
+    return;
+  }
+  std::string correlation_id = request.correlation_id;
+  Call(backend, route.rpc_path, *message, options_.backend_deadline,
+       correlation_id,
+       [this, &route, respond = std::move(respond), correlation_id,
+        name = backend->spec.name](const grpc::Status& status,
+                                   const std::string& bytes) {
+         HttpResponse response;
+         response.route = route.path.text();
+         if (!status.ok()) {
+           if (status.error_details().empty()) {
+             // Never reached the service (unreachable, deadline).
+             backend_errors_total_->Add({{"service", name}}).Increment();
+             sdk::ScopedCorrelationId scope(correlation_id);
+             IOT2MQTT_LOG(WARNING)
+                     .With("backend", name)
+                     .With("rpc", route.rpc_path)
+                     .With("code",
+                           common::CodeName(static_cast<absl::StatusCode>(
+                               status.error_code())))
+                     .With("error", status.error_message())
+                 << "backend call failed";
+           }
+           HttpResponse error =
+               ErrorResponse(BackendError(status, name), correlation_id);
+           error.route = route.path.text();
+           respond(std::move(error));
+           return;
+         }
+         std::unique_ptr<Message> reply(
+             google::protobuf::MessageFactory::generated_factory()
+                 ->GetPrototype(route.method->output_type())
+                 ->New());
+         if (!reply->ParseFromString(bytes)) {
+           HttpResponse error = ErrorResponse(
+               GatewayError(502, absl::StatusCode::kInternal,
+                            absl::StrCat("the ", name,
+                                         " service sent an unreadable answer"),
+                            "BAD_BACKEND_RESPONSE"),
+               correlation_id);
+           error.route = route.path.text();
+           respond(std::move(error));
+           return;
+         }
+         RenderedResponse rendered = RenderResponse(route, *reply);
+         if (rendered.no_content) {
+           response.status = 204;
+           response.content_type.clear();
+         } else {
+           response.body = std::move(rendered.json);
+         }
+         respond(std::move(response));
+       });
+}
+
+namespace {
+
+// Collects the answers of a fan-out call to every backend.
+struct FanOut {
+  explicit FanOut(size_t n) : statuses(n), bodies(n), remaining(n) {}
+  absl::Mutex mu;
+  std::vector<grpc::Status> statuses;
+  std::vector<std::string> bodies;
+  size_t remaining;
+  // Records answer `i`; true for the last one.
+  bool Done(size_t i, const grpc::Status& status, const std::string& body) {
+    absl::MutexLock lock(&mu);
+    statuses[i] = status;
+    bodies[i] = body;
+    return --remaining == 0;
+  }
+};
+
+}  // namespace
+
+void Gateway::HandleHealth(const HttpRequest& request, Responder respond) {
+  auto fan = std::make_shared<FanOut>(backends_.size());
+  auto finish = [this, fan, respond] {
+    bool healthy = true;
+    std::vector<std::string> reasons;
+    rapidjson::StringBuffer services;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(services);
+    writer.StartObject();
+    for (size_t i = 0; i < backends_.size(); ++i) {
+      const std::string& name = backends_[i]->spec.name;
+      telemetry::v1::GetHealthResponse health;
+      const grpc::Status& status = fan->statuses[i];
+      if (!status.ok() || !health.ParseFromString(fan->bodies[i])) {
+        health.Clear();
+        health.set_healthy(false);
+        health.set_service(name);
+        if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          health.set_reason(
+              absl::StrCat("unreachable (", status.error_message(), ")"));
+        } else {
+          health.set_reason(absl::StrCat(
+              "health check failed (",
+              common::CodeName(
+                  static_cast<absl::StatusCode>(status.error_code())),
+              ": ", status.error_message(), ")"));
+        }
+        backend_errors_total_->Add({{"service", name}}).Increment();
+      }
+      if (!health.healthy()) {
+        healthy = false;
+        reasons.push_back(absl::StrCat(
+            name, ": ",
+            health.reason().empty() ? "unhealthy" : health.reason()));
+      }
+      std::string json = MessageToJson(health);
+      writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+      writer.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+    }
+    writer.EndObject();
+
+    rapidjson::StringBuffer body;
+    rapidjson::Writer<rapidjson::StringBuffer> out(body);
+    out.StartObject();
+    out.Key("status");
+    out.String(healthy ? "healthy" : "unhealthy");
+    if (!healthy) {
+      out.Key("reason");
+      out.String(absl::StrJoin(reasons, "; "));
+    }
+    out.Key("services");
+    out.RawValue(services.GetString(), services.GetSize(),
+                 rapidjson::kObjectType);
+    out.EndObject();
+    HttpResponse response;
+    response.status = healthy ? 200 : 503;
+    response.route = kHealthRoute;
+    response.body = std::string(body.GetString(), body.GetSize());
+    respond(std::move(response));
+  };
+  if (backends_.empty()) {
+    finish();
+    return;
+  }
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    Call(backends_[i].get(), kGetHealth, telemetry::v1::GetHealthRequest(),
+         options_.telemetry_deadline, request.correlation_id,
+         [fan, i, finish](const grpc::Status& status, const std::string& body) {
+           if (fan->Done(i, status, body)) finish();
+         });
+  }
+}
+
+void Gateway::HandleMetrics(const HttpRequest& request, Responder respond) {
+  auto fan = std::make_shared<FanOut>(backends_.size());
+  auto finish = [this, fan, respond] {
+    std::string text =
+        prometheus::TextSerializer().Serialize(registry_->Collect());
+    for (size_t i = 0; i < backends_.size(); ++i) {
+      const std::string& name = backends_[i]->spec.name;
+      telemetry::v1::GetMetricsResponse metrics;
+      if (!fan->statuses[i].ok() || !metrics.ParseFromString(fan->bodies[i])) {
+        backend_errors_total_->Add({{"service", name}}).Increment();
+        IOT2MQTT_LOG(WARNING)
+                .With("backend", name)
+                .With("error", fan->statuses[i].error_message())
+            << "can't fetch the metrics of " << name;
+        continue;
+      }
+      if (!text.empty() && text.back() != '\n') text += '\n';
+      text += metrics.text();
+    }
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    HttpResponse response;
+    response.route = kMetricsRoute;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = std::move(text);
+    respond(std::move(response));
+  };
+  if (backends_.empty()) {
+    finish();
+    return;
+  }
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    Call(backends_[i].get(), kGetMetrics, telemetry::v1::GetMetricsRequest(),
+         options_.telemetry_deadline, request.correlation_id,
+         [fan, i, finish](const grpc::Status& status, const std::string& body) {
+           if (fan->Done(i, status, body)) finish();
+         });
+  }
+}
+
+void Gateway::Record(absl::string_view method, const HttpResponse& response,
+                     absl::Duration latency) {
+  std::string method_label = MethodLabel(method);
+  requests_total_
+      ->Add({{"method", method_label},
+             {"route", response.route},
+             {"status", absl::StrCat(response.status)}})
+      .Increment();
+  static const prometheus::Histogram::BucketBoundaries* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+          0.25,  0.5,    1,     2.5,  5,     10};
+  request_duration_
+      ->Add({{"method", method_label}, {"route", response.route}}, *kBuckets)
+      .Observe(absl::ToDoubleSeconds(latency));
+}
+
+}  // namespace iot2mqtt::gateway

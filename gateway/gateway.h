@@ -1,0 +1,115 @@
+#ifndef IOT2MQTT_GATEWAY_GATEWAY_H_
+#define IOT2MQTT_GATEWAY_GATEWAY_H_
+
+// The HTTP gateway: REST/JSON derived from the protos in front of the gRPC
+// backends, plus the built-in routes
+//
+//   GET /api/health             every backend's TelemetryService.GetHealth
+//   GET /metrics                our metrics + every backend's GetMetrics
+//   GET /api/docs               HTML reference of the REST API
+//   GET /api/docs/openapi.json  OpenAPI 3.0 document
+//
+// In-process use (tests):
+//
+//   GatewayOptions options;
+//   options.listen_address = "127.0.0.1:0";
+//   options.backends = {{"config", {"iot2mqtt.config.v1.ConfigService"},
+//                        absl::StrCat("127.0.0.1:", grpc_port)}};
+//   absl::StatusOr<std::unique_ptr<Gateway>> gateway =
+//   Gateway::Create(options); REQUIRE((*gateway)->Start().ok()); int port =
+//   (*gateway)->port();
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/gateway_options.h"
+#include "gateway/http_server.h"
+#include "gateway/route_table.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace iot2mqtt::gateway {
+
+class Gateway final : public RequestHandler {
+ public:
+  // Builds the routes from the descriptors and the backend channels (which
+  // connect lazily); doesn't listen yet. Fails on unusable options or
+  // http rules.
+  static absl::StatusOr<std::unique_ptr<Gateway>> Create(
+      GatewayOptions options);
+  ~Gateway() override;
+
+  // Listens and serves; "gateway listening on http://host:port" is logged.
+  absl::Status Start();
+  // The bound port (after Start).
+  int port() const { return server_->port(); }
+  // Stops accepting, lets requests in progress finish within the grace
+  // period, cancels backend calls still running. Idempotent.
+  void Shutdown();
+
+  void Handle(HttpRequest request, Responder respond) override;
+  void Record(absl::string_view method, const HttpResponse& response,
+              absl::Duration latency) override;
+
+  const RouteTable& routes() const { return routes_; }
+
+ private:
+  struct Backend {
+    BackendSpec spec;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<grpc::GenericStub> stub;
+  };
+  struct PendingCall;
+  // Called on a gRPC thread with the status and the serialized response.
+  using CallDone =
+      std::function<void(const grpc::Status&, const std::string& response)>;
+
+  Gateway(GatewayOptions options, RouteTable routes);
+
+  void Call(Backend* backend, const std::string& rpc_path,
+            const google::protobuf::Message& request, absl::Duration deadline,
+            const std::string& correlation_id, CallDone done);
+  void HandleRoute(const Route& route,
+                   const std::vector<PathTemplate::Binding>& bindings,
+                   HttpRequest request, Responder respond);
+  void HandleHealth(const HttpRequest& request, Responder respond);
+  void HandleMetrics(const HttpRequest& request, Responder respond);
+  // True when `request` was for a built-in route (and is answered).
+  bool HandleBuiltIn(const HttpRequest& request, Responder& respond);
+
+  GatewayOptions options_;
+  RouteTable routes_;
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::map<std::string, Backend*> backend_by_service_;
+  std::string openapi_json_;
+  std::string docs_html_;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_total_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Family<prometheus::Counter>* backend_calls_total_;
+  prometheus::Family<prometheus::Counter>* backend_errors_total_;
+
+  absl::Mutex calls_mu_;
+  std::set<PendingCall*> calls_ ABSL_GUARDED_BY(calls_mu_);
+  bool accepting_calls_ ABSL_GUARDED_BY(calls_mu_) = true;
+
+  std::unique_ptr<HttpServer> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace iot2mqtt::gateway
+
+#endif  // IOT2MQTT_GATEWAY_GATEWAY_H_

@@ -1,0 +1,453 @@
+#include "services/config/device_config_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <random>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "iot2mqtt/sdk/json.h"
+#include "iot2mqtt/sdk/log.h"
+#include "iot2mqtt/sdk/status_macros.h"
+#include "rapidjson/document.h"
+#include "services/common/status.h"
+
+namespace iot2mqtt::config {
+namespace {
+
+constexpr absl::string_view kJsonSuffix = ".json";
+constexpr absl::string_view kTempInfix = ".json.tmp-";
+constexpr size_t kMacLength = 17;  // "a4-cf-12-34-56-78"
+constexpr char kExpectedFormat[] =
+    "expected six lower-case hex pairs separated by hyphens "
+    "(xx-xx-xx-xx-xx-xx), e.g. a4-cf-12-34-56-78";
+
+std::string ErrnoText(int error) {
+  return std::generic_category().message(error);
+}
+
+bool IsLowerHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+// A bad MAC as it can be shown in a message: escaped, at most 64 bytes.
+std::string Printable(absl::string_view text) {
+  constexpr size_t kMax = 64;
+  if (text.size() <= kMax) return absl::CHexEscape(text);
+  return absl::StrCat(absl::CHexEscape(text.substr(0, kMax)), "...");
+}
+
+// An I/O failure on `path`, mapped to what the caller can do about it.
+absl::Status StorageError(int error, absl::string_view action,
+                          const std::string& path) {
+  std::string message =
+      absl::StrCat("cannot ", action, " ", path, ": ", ErrnoText(error));
+  switch (error) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return common::WithReason(absl::ResourceExhaustedError(message),
+                                kStorageFull, {{"path", path}});
+    case EACCES:
+    case EPERM:
+    case EROFS:
+    case ENOENT:
+    case ENOTDIR:
+      return common::WithReason(absl::UnavailableError(message),
+                                kStorageUnavailable, {{"path", path}});
+    default:
+      return common::WithReason(absl::InternalError(message), kStorageIoError,
+                                {{"path", path}});
+  }
+}
+
+absl::Status NotFound(absl::string_view mac) {
+  return common::WithReason(absl::NotFoundError(absl::StrCat(
+                                "no device config for MAC address ", mac)),
+                            kDeviceConfigNotFound,
+                            {{"mac_address", std::string(mac)}});
+}
+
+// A stored file that is not a JSON object. FAILED_PRECONDITION rather than
+// DATA_LOSS or INTERNAL: nothing is wrong with the service, the caller can
+// act on it (replace the file with UpdateDeviceConfig or delete it), and the
+// other configurations stay readable.
+absl::Status Corrupt(absl::string_view mac, const std::string& path,
+                     absl::string_view problem) {
+  return common::WithReason(
+      absl::FailedPreconditionError(absl::StrCat(
+          "device config ", mac, " is corrupt: ", path, " ", problem,
+          "; replace it with UpdateDeviceConfig or delete it")),
+      kDeviceConfigCorrupt,
+      {{"mac_address", std::string(mac)}, {"path", path}});
+}
+
+// Closes a file descriptor on scope exit unless released.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // Closes now; returns 0 or the errno of close().
+  int Close() {
+    int fd = fd_;
+    fd_ = -1;
+    return close(fd) == 0 ? 0 : errno;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads a whole regular file; returns 0 or an errno (EISDIR for anything
+// that is not a regular file).
+int ReadRegularFile(const std::string& path, std::string* out) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return errno;
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return EISDIR;
+  out->clear();
+  out->reserve(static_cast<size_t>(st.st_size));
+  char buffer[16384];
+  while (true) {
+    ssize_t n = read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return 0;
+    out->append(buffer, static_cast<size_t>(n));
+  }
+}
+
+int WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return 0;
+}
+
+int SyncDirectory(const std::string& directory) {
+  Fd fd(open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return errno;
+  if (fsync(fd.get()) != 0) return errno;
+  return fd.Close();
+}
+
+std::string RandomHex() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("%016x", rng());
+}
+
+// `.<mac>.json.tmp-<hex>`: what WriteAtomically leaves behind on a crash.
+bool IsTempFileName(absl::string_view name) {
+  if (!absl::ConsumePrefix(&name, ".")) return false;
+  if (name.size() <= kMacLength + kTempInfix.size()) return false;
+  if (!IsValidMacAddress(name.substr(0, kMacLength))) return false;
+  name.remove_prefix(kMacLength);
+  if (!absl::ConsumePrefix(&name, kTempInfix)) return false;
+  return std::all_of(name.begin(), name.end(), IsLowerHex);
+}
+
+// Decodes a member value that is a JSON string.
+std::optional<std::string> JsonString(const std::string& value) {
+  if (sdk::JsonTypeOf(value) != "string") return std::nullopt;
+  rapidjson::Document document;
+  document.Parse(value.data(), value.size());
+  if (document.HasParseError() || !document.IsString()) return std::nullopt;
+  return std::string(document.GetString(), document.GetStringLength());
+}
+
+std::optional<bool> JsonBool(const std::string& value) {
+  if (value == "true") return true;
+  if (value == "false") return false;
+  return std::nullopt;
+}
+
+// "an array", "a string", ... for "expected a JSON object, got ...".
+std::string DescribeJsonType(absl::string_view text) {
+  absl::string_view type = sdk::JsonTypeOf(text);
+  if (type == "array") return "an array";
+  if (type == "string") return "a string";
+  if (type == "number") return "a number";
+  if (type == "true" || type == "false") return "a boolean";
+  if (type == "null") return "null";
+  return "something else";
+}
+
+}  // namespace
+
+bool IsValidMacAddress(absl::string_view mac) {
+  if (mac.size() != kMacLength) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    bool ok = i % 3 == 2 ? mac[i] == '-' : IsLowerHex(mac[i]);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+absl::Status ValidateMacAddress(absl::string_view mac) {
+  if (IsValidMacAddress(mac)) return absl::OkStatus();
+  std::string message =
+      mac.empty() ? absl::StrCat("MAC address is required: ", kExpectedFormat)
+                  : absl::StrCat("invalid MAC address \"", Printable(mac),
+                                 "\": ", kExpectedFormat);
+  return common::WithReason(absl::InvalidArgumentError(message),
+                            kInvalidMacAddress,
+                            {{"mac_address", Printable(mac)},
+                             {"expected_format", "xx-xx-xx-xx-xx-xx"}});
+}
+
+absl::StatusOr<DeviceConfig> ParseDeviceConfig(std::string mac_address,
+                                               absl::string_view text) {
+  absl::StatusOr<std::vector<sdk::JsonMember>> members =
+      sdk::SplitJsonObject(text);
+  if (!members.ok()) {
+    if (absl::StartsWith(members.status().message(), "expected")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected a JSON object, got ", DescribeJsonType(text)));
+    }
+    return members.status();
+  }
+  DeviceConfig config;
+  IOT2MQTT_ASSIGN_OR_RETURN(config.content,
+                            sdk::RewriteJson(text, sdk::JsonFormat::kCompact));
+  config.summary.mac_address = std::move(mac_address);
+  // With duplicate keys the last one counts, as in JavaScript and Python.
+  for (const sdk::JsonMember& member : *members) {
+    if (member.key == "deviceName") {
+      config.summary.device_name = JsonString(member.value);
+    } else if (member.key == "deviceEntityId") {
+      config.summary.device_entity_id = JsonString(member.value);
+    } else if (member.key == "enableOTA") {
+      config.summary.enable_ota = JsonBool(member.value);
+    }
+  }
+  return config;
+}
+
+FileDeviceConfigStore::FileDeviceConfigStore(std::string directory)
+    : directory_(std::move(directory)) {
+  RemoveStaleTempFiles();
+}
+
+std::string FileDeviceConfigStore::PathOf(absl::string_view mac) const {
+  return absl::StrCat(directory_, "/", mac, kJsonSuffix);
+}
+
+absl::Status FileDeviceConfigStore::CheckDirectory() const {
+  struct stat st;
+  int error = 0;
+  if (stat(directory_.c_str(), &st) != 0) {
+    error = errno;
+  } else if (!S_ISDIR(st.st_mode)) {
+    error = ENOTDIR;
+  } else if (access(directory_.c_str(), R_OK | W_OK | X_OK) != 0) {
+    error = errno;
+  }
+  if (error == 0) return absl::OkStatus();
+  return common::WithReason(absl::UnavailableError(absl::StrCat(
+                                "device config directory \"", directory_,
+                                "\" is unusable: ", ErrnoText(error))),
+                            kStorageUnavailable, {{"path", directory_}});
+}
+
+void FileDeviceConfigStore::RemoveStaleTempFiles() {
+  DIR* dir = opendir(directory_.c_str());
+  if (dir == nullptr) return;  // CheckHealth() reports it.
+  std::vector<std::string> stale;
+  while (dirent* entry = readdir(dir)) {
+    if (IsTempFileName(entry->d_name)) stale.emplace_back(entry->d_name);
+  }
+  closedir(dir);
+  for (const std::string& name : stale) {
+    std::string path = absl::StrCat(directory_, "/", name);
+    if (unlink(path.c_str()) == 0) {
+      IOT2MQTT_LOG(WARNING).With("file", path)
+          << "removed temporary file left by an interrupted write: " << path;
+    }
+  }
+}
+
+absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::Scan(
+    bool log_skipped) {
+  IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
+  DIR* dir = opendir(directory_.c_str());
+  if (dir == nullptr) return StorageError(errno, "list", directory_);
+  std::vector<std::string> macs;
+  while (true) {
+    errno = 0;
+    dirent* entry = readdir(dir);
+    if (entry == nullptr) break;
+    absl::string_view name(entry->d_name);
+    if (!absl::ConsumeSuffix(&name, kJsonSuffix)) continue;
+    if (IsValidMacAddress(name)) macs.emplace_back(name);
+  }
+  int error = errno;
+  closedir(dir);
+  if (error != 0) return StorageError(error, "list", directory_);
+  std::sort(macs.begin(), macs.end());
+
+  std::vector<DeviceConfigSummary> summaries;
+  summaries.reserve(macs.size());
+  for (std::string& mac : macs) {
+    std::string path = PathOf(mac);
+    std::string text;
+    absl::Status problem;
+    if (int read_error = ReadRegularFile(path, &text); read_error != 0) {
+      if (read_error == ENOENT) continue;  // Deleted meanwhile.
+      problem = absl::UnknownError(
+          absl::StrCat("cannot read it: ", ErrnoText(read_error)));
+    } else {
+      absl::StatusOr<DeviceConfig> config = ParseDeviceConfig(mac, text);
+      if (config.ok()) {
+        summaries.push_back(std::move(config->summary));
+        continue;
+      }
+      problem = config.status();
+    }
+    if (log_skipped) {
+      IOT2MQTT_LOG(WARNING)
+              .With("file", path)
+              .With("error", std::string(problem.message()))
+          << "skipping device config " << path << ": " << problem.message();
+    }
+  }
+  return summaries;
+}
+
+absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::List() {
+  return Scan(/*log_skipped=*/true);
+}
+
+absl::StatusOr<DeviceConfig> FileDeviceConfigStore::Get(
+    absl::string_view mac_address) {
+  IOT2MQTT_RETURN_IF_ERROR(ValidateMacAddress(mac_address));
+  IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
+  std::string path = PathOf(mac_address);
+  std::string text;
+  if (int error = ReadRegularFile(path, &text); error != 0) {
+    if (error == ENOENT) return NotFound(mac_address);
+    if (error == EISDIR) {
+      return Corrupt(mac_address, path, "is not a regular file");
+    }
+    return StorageError(error, "read", path);
+  }
+  absl::StatusOr<DeviceConfig> config =
+      ParseDeviceConfig(std::string(mac_address), text);
+  if (!config.ok()) {
+    return Corrupt(mac_address, path,
+                   absl::StrCat("is not a valid JSON object (",
+                                config.status().message(), ")"));
+  }
+  return config;
+}
+
+absl::StatusOr<DeviceConfig> FileDeviceConfigStore::Put(
+    absl::string_view mac_address, absl::string_view content) {
+  IOT2MQTT_RETURN_IF_ERROR(ValidateMacAddress(mac_address));
+  if (content.empty()) {
+    return common::WithReason(
+        absl::InvalidArgumentError("content is required: a JSON object such as "
+                                   "{\"deviceName\": \"Kitchen sensor\"}"),
+        kContentRequired);
+  }
+  absl::StatusOr<DeviceConfig> config =
+      ParseDeviceConfig(std::string(mac_address), content);
+  if (!config.ok()) {
+    return common::WithReason(
+        absl::InvalidArgumentError(
+            absl::StrCat("invalid content: ", config.status().message())),
+        kInvalidContent);
+  }
+  IOT2MQTT_ASSIGN_OR_RETURN(
+      std::string pretty, sdk::RewriteJson(content, sdk::JsonFormat::kPretty));
+  pretty.push_back('\n');
+  IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
+
+  const std::string target = PathOf(mac_address);
+  std::string temp;
+  int fd = -1;
+  int open_error = EEXIST;
+  for (int attempt = 0; attempt < 5 && open_error == EEXIST; ++attempt) {
+    temp = absl::StrCat(directory_, "/.", mac_address, kTempInfix, RandomHex());
+    fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    open_error = fd < 0 ? errno : 0;
+  }
+  if (fd < 0) {
+    return StorageError(open_error, "create a temporary file in", directory_);
+  }
+  Fd file(fd);
+
+  // From here on, any failure removes the temporary file; the target is only
+  // ever replaced by rename(), so it holds the old content or the new one.
+  const char* action = "write";
+  int error = 0;
+  struct stat existing;
+  if (stat(target.c_str(), &existing) == 0 && S_ISREG(existing.st_mode)) {
+    (void)fchmod(file.get(), existing.st_mode & 07777);  // Keep permissions.
+  }
+  if ((error = WriteAll(file.get(), pretty)) == 0) {
+    action = "sync";
+    if (fsync(file.get()) != 0) {
+      error = errno;
+    } else if ((error = file.Close()) == 0) {
+      action = "replace";
+      if (rename(temp.c_str(), target.c_str()) != 0) error = errno;
+    }
+  }
+  if (error != 0) {
+    unlink(temp.c_str());
+    return StorageError(error, action, target);
+  }
+  if (int sync_error = SyncDirectory(directory_); sync_error != 0) {
+    return StorageError(sync_error, "sync directory", directory_);
+  }
+  return config;
+}
+
+absl::Status FileDeviceConfigStore::Delete(absl::string_view mac_address) {
+  IOT2MQTT_RETURN_IF_ERROR(ValidateMacAddress(mac_address));
+  IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
+  std::string path = PathOf(mac_address);
+  if (unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return NotFound(mac_address);
+    return StorageError(errno, "delete", path);
+  }
+  if (int error = SyncDirectory(directory_); error != 0) {
+    return StorageError(error, "sync directory", directory_);
+  }
+  return absl::OkStatus();
+}
+
+StoreHealth FileDeviceConfigStore::CheckHealth() {
+  StoreHealth health;
+  health.directory = directory_;
+  absl::StatusOr<std::vector<DeviceConfigSummary>> configs =
+      Scan(/*log_skipped=*/false);
+  if (!configs.ok()) {
+    health.reason = std::string(configs.status().message());
+    return health;
+  }
+  health.healthy = true;
+  health.config_count = static_cast<int>(configs->size());
+  return health;
+}
+
+}  // namespace iot2mqtt::config
