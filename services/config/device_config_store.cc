@@ -16,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "iot2mqtt/sdk/json.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/sdk/status_macros.h"
@@ -114,12 +116,14 @@ class Fd {
 };
 
 // Reads a whole regular file; returns 0 or an errno (EISDIR for anything
-// that is not a regular file).
-int ReadRegularFile(const std::string& path, std::string* out) {
+// that is not a regular file). `st_out`, when given, receives its fstat().
+int ReadRegularFile(const std::string& path, std::string* out,
+                    struct stat* st_out = nullptr) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return errno;
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return errno;
+  if (st_out != nullptr) *st_out = st;
   if (!S_ISREG(st.st_mode)) return EISDIR;
   out->clear();
   out->reserve(static_cast<size_t>(st.st_size));
@@ -285,8 +289,17 @@ void FileDeviceConfigStore::RemoveStaleTempFiles() {
   }
 }
 
-absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::Scan(
-    bool log_skipped) {
+FileDeviceConfigStore::FileIdentity FileDeviceConfigStore::IdentityOf(
+    const struct stat& st) {
+  FileIdentity identity;
+  identity.inode = st.st_ino;
+  identity.size = st.st_size;
+  identity.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  identity.ctime_ns = int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec;
+  return identity;
+}
+
+absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::Scan() {
   IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
   DIR* dir = opendir(directory_.c_str());
   if (dir == nullptr) return StorageError(errno, "list", directory_);
@@ -300,40 +313,68 @@ absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::Scan(
     if (IsValidMacAddress(name)) macs.emplace_back(name);
   }
   int error = errno;
-  closedir(dir);
-  if (error != 0) return StorageError(error, "list", directory_);
+  if (error != 0) {
+    closedir(dir);
+    return StorageError(error, "list", directory_);
+  }
   std::sort(macs.begin(), macs.end());
 
   std::vector<DeviceConfigSummary> summaries;
   summaries.reserve(macs.size());
+  absl::MutexLock lock(&cache_mu_);
+  ++scan_generation_;
   for (std::string& mac : macs) {
+    std::string name = absl::StrCat(mac, kJsonSuffix);
+    struct stat st;
+    // Relative to the open directory: no path walk per file.
+    if (fstatat(dirfd(dir), name.c_str(), &st, 0) != 0) continue;  // Gone.
+    CachedSummary& entry = cache_[mac];
+    entry.generation = scan_generation_;
+    if (entry.trusted && entry.identity == IdentityOf(st)) {
+      if (entry.summary) summaries.push_back(*entry.summary);
+      continue;
+    }
+    // Changed or new: read it, and key the result by what was read.
     std::string path = PathOf(mac);
     std::string text;
+    struct stat read_st;
     absl::Status problem;
-    if (int read_error = ReadRegularFile(path, &text); read_error != 0) {
+    entry.summary.reset();
+    entry.trusted = false;
+    if (int read_error = ReadRegularFile(path, &text, &read_st);
+        read_error != 0) {
       if (read_error == ENOENT) continue;  // Deleted meanwhile.
       problem = absl::UnknownError(
           absl::StrCat("cannot read it: ", ErrnoText(read_error)));
     } else {
+      entry.identity = IdentityOf(read_st);
+      entry.trusted = absl::ToUnixNanos(absl::Now()) - entry.identity.mtime_ns >
+                      kTrustAfterNs;
       absl::StatusOr<DeviceConfig> config = ParseDeviceConfig(mac, text);
       if (config.ok()) {
-        summaries.push_back(std::move(config->summary));
-        continue;
+        summaries.push_back(config->summary);
+        entry.summary = std::move(config->summary);
+      } else {
+        problem = config.status();
       }
-      problem = config.status();
     }
-    if (log_skipped) {
+    if (!problem.ok()) {
       IOT2MQTT_LOG(WARNING)
               .With("file", path)
               .With("error", std::string(problem.message()))
           << "skipping device config " << path << ": " << problem.message();
     }
   }
+  closedir(dir);
+  // Forget files that are gone.
+  absl::erase_if(cache_, [this](const auto& item) {
+    return item.second.generation != scan_generation_;
+  });
   return summaries;
 }
 
 absl::StatusOr<std::vector<DeviceConfigSummary>> FileDeviceConfigStore::List() {
-  return Scan(/*log_skipped=*/true);
+  return Scan();
 }
 
 absl::StatusOr<DeviceConfig> FileDeviceConfigStore::Get(
@@ -439,8 +480,7 @@ absl::Status FileDeviceConfigStore::Delete(absl::string_view mac_address) {
 StoreHealth FileDeviceConfigStore::CheckHealth() {
   StoreHealth health;
   health.directory = directory_;
-  absl::StatusOr<std::vector<DeviceConfigSummary>> configs =
-      Scan(/*log_skipped=*/false);
+  absl::StatusOr<std::vector<DeviceConfigSummary>> configs = Scan();
   if (!configs.ok()) {
     health.reason = std::string(configs.status().message());
     return health;

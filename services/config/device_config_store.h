@@ -18,9 +18,17 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace iot2mqtt::config {
 
@@ -93,8 +101,16 @@ class DeviceConfigStore {
 // directory is fsynced: readers see the old or the new content, never a mix,
 // and concurrent writers of one MAC end with the last rename winning. One
 // process owns the directory: temporary files left by a crash are removed
-// when the store is constructed. Thread-safe (it keeps no state but the path).
-// CheckHealth() reads every file to count the valid ones.
+// when the store is constructed. Thread-safe.
+//
+// List() and CheckHealth() keep the parsed summary of each file keyed by its
+// identity (inode, size, mtime, ctime): a file is read and parsed again only
+// when it changed, whoever changed it (this service, a person, a device
+// tool), so listing 200 configs costs one stat() per file. As in git's
+// "racily clean" rule, a file modified less than kTrustAfter before it was
+// read is read again next time: an edit within the file system's timestamp
+// granularity that keeps the size can't be missed. An invalid file is logged
+// once per version, not on every listing.
 class FileDeviceConfigStore final : public DeviceConfigStore {
  public:
   explicit FileDeviceConfigStore(std::string directory);
@@ -108,14 +124,39 @@ class FileDeviceConfigStore final : public DeviceConfigStore {
 
   const std::string& directory() const { return directory_; }
 
+  static constexpr int64_t kTrustAfterNs = 2'000'000'000;
+
  private:
   // OK or UNAVAILABLE STORAGE_UNAVAILABLE with the path and errno text.
   absl::Status CheckDirectory() const;
-  absl::StatusOr<std::vector<DeviceConfigSummary>> Scan(bool log_skipped);
+  absl::StatusOr<std::vector<DeviceConfigSummary>> Scan();
   void RemoveStaleTempFiles();
   std::string PathOf(absl::string_view mac_address) const;
 
+  // What a file was when it was last parsed.
+  struct FileIdentity {
+    ino_t inode = 0;
+    off_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    bool operator==(const FileIdentity& other) const {
+      return inode == other.inode && size == other.size &&
+             mtime_ns == other.mtime_ns && ctime_ns == other.ctime_ns;
+    }
+  };
+  static FileIdentity IdentityOf(const struct stat& st);
+  struct CachedSummary {
+    FileIdentity identity;
+    bool trusted = false;  // Modified long enough before it was read.
+    std::optional<DeviceConfigSummary> summary;  // nullopt: not a valid config.
+    uint64_t generation = 0;                     // Last scan that saw it.
+  };
+
   const std::string directory_;
+  absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, CachedSummary> cache_
+      ABSL_GUARDED_BY(cache_mu_);
+  uint64_t scan_generation_ ABSL_GUARDED_BY(cache_mu_) = 0;
 };
 
 }  // namespace iot2mqtt::config

@@ -46,8 +46,8 @@ for ((i = 0; i < CONFIGS; i++)); do
     printf '  "mqtt": {"host": "broker.local", "port": 1883, "topic": "home/device_%d", "qos": 1},\n' "$i"
     printf '  "wifi": {"ssid": "homelab", "hostname": "esp32-%d", "static_ip": null},\n' "$i"
     printf '  "sensors": ['
-    for ((s = 0; s < 6; s++)); do
-      printf '{"type": "dht22", "pin": %d, "interval_ms": 30000, "offset": 0.%d, "name": "sensor %d-%d"}%s' $((s + 4)) "$s" "$i" "$s" "$([[ $s -lt 5 ]] && echo ', ' || echo '')"
+    for ((s = 0; s < 7; s++)); do
+      printf '{"type": "dht22", "pin": %d, "interval_ms": 30000, "offset": 0.%d, "name": "sensor %d-%d"}%s' $((s + 4)) "$s" "$i" "$s" "$([[ $s -lt 6 ]] && echo ', ' || echo '')"
     done
     printf '],\n  "calibration": {"a": 1.0002, "b": -0.013, "c": 12345678901234567890}\n}\n'
   } > "$WORK/configs/$mac.json"

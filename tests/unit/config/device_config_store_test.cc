@@ -1,5 +1,6 @@
 #include "services/config/device_config_store.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -670,6 +671,80 @@ TEST_CASE("FileDeviceConfigStore: concurrent saves on one MAC never mix",
   CHECK(written.count(Compact(file)) == 1);
   CHECK(ListDir(dir.path()) ==
         std::vector<std::string>{std::string(kMac) + ".json"});
+}
+
+}  // namespace
+}  // namespace iot2mqtt::config
+
+namespace iot2mqtt::config {
+namespace {
+
+// Sets a file's modification time `seconds_ago` into the past, as if it had
+// been written then (so the listing cache trusts it).
+void Age(const std::string& path, int seconds_ago) {
+  struct timespec times[2];
+  clock_gettime(CLOCK_REALTIME, &times[0]);
+  times[0].tv_sec -= seconds_ago;
+  times[1] = times[0];
+  REQUIRE(utimensat(AT_FDCWD, path.c_str(), times, 0) == 0);
+}
+
+std::optional<std::string> NameIn(const std::vector<DeviceConfigSummary>& list,
+                                  const std::string& mac) {
+  for (const DeviceConfigSummary& s : list) {
+    if (s.mac_address == mac) return s.device_name;
+  }
+  return std::string("<absent>");
+}
+
+TEST_CASE("FileDeviceConfigStore: list sees files changed behind its back",
+          "[config]") {
+  TempDir dir;
+  FileDeviceConfigStore store(dir.path());
+  const std::string path = dir.Join(std::string(kMac) + ".json");
+  WriteFile(path, R"({"deviceName": "Kitchen"})");
+  Age(path, 60);
+  REQUIRE(NameIn(*store.List(), kMac) == "Kitchen");  // Cached and trusted.
+
+  SECTION("a rewrite of another size") {
+    WriteFile(path, R"({"deviceName": "Living room"})");
+    Age(path, 60);
+    CHECK(NameIn(*store.List(), kMac) == "Living room");
+  }
+  SECTION("an in-place edit of the same size just now") {
+    WriteFile(path, R"({"deviceName": "Pantry!"})");
+    CHECK(NameIn(*store.List(), kMac) == "Pantry!");
+  }
+  SECTION("a save through the store") {
+    REQUIRE(store.Put(kMac, R"({"deviceName": "Garage"})").ok());
+    CHECK(NameIn(*store.List(), kMac) == "Garage");
+  }
+  SECTION("a deleted file") {
+    REQUIRE(unlink(path.c_str()) == 0);
+    CHECK(store.List()->empty());
+  }
+  SECTION("a file that became invalid") {
+    WriteFile(path, R"({"deviceName": )");
+    CHECK(store.List()->empty());
+    CHECK(store.CheckHealth().config_count == 0);
+  }
+}
+
+TEST_CASE("FileDeviceConfigStore: an invalid file is logged once per version",
+          "[config]") {
+  TempDir dir;
+  const std::string path = dir.Join("00-00-00-00-00-02.json");
+  WriteFile(path, R"({"deviceName": )");
+  Age(path, 60);
+  FileDeviceConfigStore store(dir.path());
+  CapturedLog log;
+  for (int i = 0; i < 3; ++i) REQUIRE(store.List().ok());
+  store.CheckHealth();
+  int warnings = 0;
+  for (const std::string& line : log.lines()) {
+    if (absl::StrContains(line, "\"WARNING\"")) ++warnings;
+  }
+  CHECK(warnings == 1);
 }
 
 }  // namespace
