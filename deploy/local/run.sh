@@ -97,7 +97,7 @@ if [[ -z "${MQTT_HOST:-}" ]]; then
     echo "run: a broker already listens on 127.0.0.1:$MQTT_PORT; using it"
   else
     mkdir -p "$IOT2MQTT_DATA_DIR/mosquitto"
-    sed -e "s|@PORT@|$MQTT_PORT|" -e "s|@DATA@|$IOT2MQTT_DATA_DIR/mosquitto|" \
+    sed -e "s|@PORT@|$MQTT_PORT|" -e "s|@DATA@|$IOT2MQTT_DATA_DIR/mosquitto|" -e "s|@USER@|$(id -un)|" \
       "$ROOT/deploy/mosquitto/mosquitto.conf.in" > "$IOT2MQTT_DATA_DIR/mosquitto/mosquitto.conf"
     start mosquitto mosquitto -c "$IOT2MQTT_DATA_DIR/mosquitto/mosquitto.conf"
     wait_port 127.0.0.1 "$MQTT_PORT" 10 || { echo "run: mosquitto did not start (see $LOG_DIR/mosquitto.log)" >&2; exit 1; }
