@@ -71,8 +71,8 @@ bool EnvReader::Bool(absl::string_view name, bool fallback) {
   if (lower == "0" || lower == "false" || lower == "no" || lower == "off") {
     return false;
   }
-  problems_.push_back(absl::StrCat(name, "=\"", *value,
-                                   "\" is not a boolean (true/false)"));
+  problems_.push_back(
+      absl::StrCat(name, "=\"", *value, "\" is not a boolean (true/false)"));
   return fallback;
 }
 
@@ -99,8 +99,8 @@ std::vector<std::string> EnvReader::List(
 
 absl::Status EnvReader::Finish() const {
   if (problems_.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid configuration: ", absl::StrJoin(problems_, "; ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid configuration: ", absl::StrJoin(problems_, "; ")));
 }
 
 }  // namespace iot2mqtt::sdk

@@ -12,9 +12,9 @@
 namespace iot2mqtt::sdk {
 namespace {
 
-constexpr unsigned kParseFlags =
-    rapidjson::kParseValidateEncodingFlag | rapidjson::kParseNumbersAsStringsFlag |
-    rapidjson::kParseIterativeFlag;
+constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseNumbersAsStringsFlag |
+                                 rapidjson::kParseIterativeFlag;
 
 // Forwards SAX events to a writer, numbers as their raw text, and stops past
 // kMaxJsonDepth. With `split`, members of the top-level object go to
@@ -67,9 +67,9 @@ class Forwarder {
 
 absl::Status ParseError(const rapidjson::ParseResult& result, bool too_deep) {
   if (too_deep) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid JSON at offset ", result.Offset(), ": nesting deeper than ",
-        kMaxJsonDepth, " levels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid JSON at offset ", result.Offset(),
+                     ": nesting deeper than ", kMaxJsonDepth, " levels"));
   }
   return absl::InvalidArgumentError(
       absl::StrCat("invalid JSON at offset ", result.Offset(), ": ",
@@ -92,13 +92,27 @@ class Splitter {
  public:
   using W = rapidjson::Writer<rapidjson::StringBuffer>;
 
-  bool Null() { return Scalar([](W& w) { return w.Null(); }); }
-  bool Bool(bool b) { return Scalar([b](W& w) { return w.Bool(b); }); }
-  bool Int(int i) { return Scalar([i](W& w) { return w.Int(i); }); }
-  bool Uint(unsigned u) { return Scalar([u](W& w) { return w.Uint(u); }); }
-  bool Int64(int64_t i) { return Scalar([i](W& w) { return w.Int64(i); }); }
-  bool Uint64(uint64_t u) { return Scalar([u](W& w) { return w.Uint64(u); }); }
-  bool Double(double d) { return Scalar([d](W& w) { return w.Double(d); }); }
+  bool Null() {
+    return Scalar([](W& w) { return w.Null(); });
+  }
+  bool Bool(bool b) {
+    return Scalar([b](W& w) { return w.Bool(b); });
+  }
+  bool Int(int i) {
+    return Scalar([i](W& w) { return w.Int(i); });
+  }
+  bool Uint(unsigned u) {
+    return Scalar([u](W& w) { return w.Uint(u); });
+  }
+  bool Int64(int64_t i) {
+    return Scalar([i](W& w) { return w.Int64(i); });
+  }
+  bool Uint64(uint64_t u) {
+    return Scalar([u](W& w) { return w.Uint64(u); });
+  }
+  bool Double(double d) {
+    return Scalar([d](W& w) { return w.Double(d); });
+  }
   bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
     return Scalar(
         [s, n](W& w) { return w.RawValue(s, n, rapidjson::kNumberType); });

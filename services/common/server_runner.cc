@@ -44,9 +44,9 @@ absl::Status GrpcServer::Start(const std::vector<grpc::Service*>& services) {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen_address,
-                     " (address in use or invalid)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ",
+                                               options_.listen_address,
+                                               " (address in use or invalid)"));
   }
   CheckHealth();
   poller_ = std::thread([this] { PollHealth(); });
@@ -131,8 +131,7 @@ int RunServer(ServerOptions options,
       << name << " listening on " << address << " (port " << server.port()
       << ")";
   int signal_number = WaitForTerminationSignal();
-  IOT2MQTT_LOG(INFO).With("signal", signal_number)
-      << name << " shutting down";
+  IOT2MQTT_LOG(INFO).With("signal", signal_number) << name << " shutting down";
   server.Shutdown();
   server.Wait();
   IOT2MQTT_LOG(INFO) << name << " stopped";

@@ -88,7 +88,8 @@ int WaitForTerminationSignal();
 
 // main() of a service: starts the server, logs where it listens, waits for
 // SIGTERM/SIGINT, shuts down gracefully. Returns the process exit code.
-int RunServer(ServerOptions options, const std::vector<grpc::Service*>& services);
+int RunServer(ServerOptions options,
+              const std::vector<grpc::Service*>& services);
 
 }  // namespace iot2mqtt::common
 

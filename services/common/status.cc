@@ -18,8 +18,7 @@ absl::Status WithReason(absl::Status status, absl::string_view reason,
   return status;
 }
 
-std::optional<google::rpc::ErrorInfo> GetErrorInfo(
-    const absl::Status& status) {
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   absl::optional<absl::Cord> payload = status.GetPayload(kErrorInfoTypeUrl);
   if (!payload.has_value()) return std::nullopt;
   google::rpc::ErrorInfo info;

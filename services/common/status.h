@@ -21,8 +21,9 @@ inline constexpr absl::string_view kErrorDomain = "iot2mqtt";
 
 // Returns `status` with an ErrorInfo{reason, domain, metadata} payload.
 // `reason` is UPPER_SNAKE_CASE, e.g. "INVALID_MAC_ADDRESS".
-absl::Status WithReason(absl::Status status, absl::string_view reason,
-                        const std::map<std::string, std::string>& metadata = {});
+absl::Status WithReason(
+    absl::Status status, absl::string_view reason,
+    const std::map<std::string, std::string>& metadata = {});
 
 // The ErrorInfo attached by WithReason, if any.
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);

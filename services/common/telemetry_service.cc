@@ -35,8 +35,8 @@ grpc::ServerUnaryReactor* TelemetryServiceImpl::GetMetrics(
     v1::GetMetricsResponse* response) {
   RpcScope rpc(context, "GetMetrics");
   if (registry_ != nullptr) {
-    response->set_text(prometheus::TextSerializer().Serialize(
-        registry_->Collect()));
+    response->set_text(
+        prometheus::TextSerializer().Serialize(registry_->Collect()));
   }
   return rpc.Finish(absl::OkStatus());
 }

@@ -294,8 +294,10 @@ FileDeviceConfigStore::FileIdentity FileDeviceConfigStore::IdentityOf(
   FileIdentity identity;
   identity.inode = st.st_ino;
   identity.size = st.st_size;
-  identity.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
-  identity.ctime_ns = int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec;
+  identity.mtime_ns =
+      int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  identity.ctime_ns =
+      int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec;
   return identity;
 }
 

@@ -14,14 +14,13 @@
 // Arguments are validated before storage is touched, so a malformed request
 // is INVALID_ARGUMENT even while the directory is unavailable.
 
-#include <optional>
-#include <string>
-#include <vector>
-
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"

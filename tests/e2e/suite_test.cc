@@ -33,7 +33,8 @@ std::string Str(const rapidjson::Value& v, const char* key) {
 }
 
 // Asserts the unified error body and that it matches the response header.
-void CheckErrorBody(const HttpResponse& r, int status, const std::string& code) {
+void CheckErrorBody(const HttpResponse& r, int status,
+                    const std::string& code) {
   INFO(r.body);
   CHECK(r.status == status);
   rapidjson::Document doc = Parse(r.body);
@@ -66,12 +67,11 @@ class Suite {
   }
 
   void StartConfig() {
-    auto config = ChildProcess::Start(
-        BinaryPath("iot2mqtt-config"), {},
-        {{"ESP32_CONFIGS_DIR", configs_dir_},
-         {"CONFIG_LISTEN_ADDR", config_target()},
-         {"LOG_LEVEL", "DEBUG"}},
-        dir_.Join("config.log"));
+    auto config = ChildProcess::Start(BinaryPath("iot2mqtt-config"), {},
+                                      {{"ESP32_CONFIGS_DIR", configs_dir_},
+                                       {"CONFIG_LISTEN_ADDR", config_target()},
+                                       {"LOG_LEVEL", "DEBUG"}},
+                                      dir_.Join("config.log"));
     REQUIRE(config.ok());
     config_ = std::move(*config);
   }
@@ -79,10 +79,10 @@ class Suite {
   absl::StatusOr<HttpResponse> Get(const std::string& target) {
     return HttpRequest(gateway_port_, "GET", target);
   }
-  HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& body = "",
-                    const std::vector<std::pair<std::string, std::string>>&
-                        headers = {}) {
+  HttpResponse Call(
+      const std::string& method, const std::string& target,
+      const std::string& body = "",
+      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     auto r = HttpRequest(gateway_port_, method, target, body, headers);
     INFO(method << " " << target);
     REQUIRE(r.ok());
@@ -97,7 +97,8 @@ class Suite {
   ChildProcess& gateway() { return *gateway_; }
   void StopConfig() { config_.reset(); }
   std::string Logs() {
-    return ReadFile(dir_.Join("config.log")) + ReadFile(dir_.Join("gateway.log"));
+    return ReadFile(dir_.Join("config.log")) +
+           ReadFile(dir_.Join("gateway.log"));
   }
 
  private:
@@ -147,9 +148,9 @@ TEST_CASE("Suite: device config lifecycle over REST", "[e2e]") {
   CHECK(Str(list_doc["configs"][1], "device_name") == "Kitchen");
   CHECK_FALSE(list_doc["configs"][1].HasMember("content"));
 
-  HttpResponse updated =
-      suite.Call("PUT", absl::StrCat("/api/configs/", kMac),
-                 R"({"content": {"deviceName": "Pantry", "enableOTA": false}})");
+  HttpResponse updated = suite.Call(
+      "PUT", absl::StrCat("/api/configs/", kMac),
+      R"({"content": {"deviceName": "Pantry", "enableOTA": false}})");
   REQUIRE(updated.status == 200);
   HttpResponse fetched = suite.Call("GET", absl::StrCat("/api/configs/", kMac));
   REQUIRE(fetched.status == 200);
@@ -181,17 +182,20 @@ TEST_CASE("Suite: content round-trips exactly", "[e2e]") {
       R"({"z":12345678901234567890,"a":0.1,"m":1e300,"neg":-9223372036854775808,)"
       R"("text":"h\u00e9llo ☃ 😀","nested":{"k2":[true,null,{"x":1.50}],"k1":""}})";
   const std::string expected =
-      "{\"z\":12345678901234567890,\"a\":0.1,\"m\":1e300,\"neg\":-9223372036854775808,"
+      "{\"z\":12345678901234567890,\"a\":0.1,\"m\":1e300,\"neg\":-"
+      "9223372036854775808,"
       "\"text\":\"h\xC3\xA9llo \xE2\x98\x83 \xF0\x9F\x98\x80\","
       "\"nested\":{\"k2\":[true,null,{\"x\":1.50}],\"k1\":\"\"}}";
   HttpResponse put = suite.Call("PUT", absl::StrCat("/api/configs/", kMac),
                                 absl::StrCat(R"({"content":)", content, "}"));
   REQUIRE(put.status == 200);
-  CHECK(put.body.find(absl::StrCat("\"content\":", expected)) != std::string::npos);
+  CHECK(put.body.find(absl::StrCat("\"content\":", expected)) !=
+        std::string::npos);
   HttpResponse get = suite.Call("GET", absl::StrCat("/api/configs/", kMac));
   REQUIRE(get.status == 200);
   INFO(get.body);
-  CHECK(get.body.find(absl::StrCat("\"content\":", expected)) != std::string::npos);
+  CHECK(get.body.find(absl::StrCat("\"content\":", expected)) !=
+        std::string::npos);
 }
 
 TEST_CASE("Suite: bad input is 400 with the unified body and changes nothing",
@@ -199,8 +203,8 @@ TEST_CASE("Suite: bad input is 400 with the unified body and changes nothing",
   Suite suite;
   const std::string good = R"({"content": {"deviceName": "x"}})";
   for (const char* mac : {"A4-CF-12-34-56-78", "a4:cf:12:34:56:78",
-                          "a4-cf-12-34-56", "a4-cf-12-34-56-78-9a",
-                          "%2e%2e", "..%2f..%2fetc%2fpasswd", "a4-cf-12-34-56-7g",
+                          "a4-cf-12-34-56", "a4-cf-12-34-56-78-9a", "%2e%2e",
+                          "..%2f..%2fetc%2fpasswd", "a4-cf-12-34-56-7g",
                           "a4-cf-12-34-56-78.json", "a4-cf-12-34-56-78%00"}) {
     INFO(mac);
     CheckErrorBody(suite.Call("PUT", absl::StrCat("/api/configs/", mac), good),
@@ -214,8 +218,10 @@ TEST_CASE("Suite: bad input is 400 with the unified body and changes nothing",
   CHECK(suite.Call("PUT", target, R"({})").status == 400);
   CHECK(suite.Call("PUT", target, R"({"content": {"a": }})").status == 400);
   CHECK(suite.Call("PUT", target, "not json").status == 400);
-  CHECK(suite.Call("PUT", target, "{\"content\": {\"a\": \"\xC3\x28\"}}").status == 400);
-  CHECK(suite.Call("PUT", target, R"({"content": {}, "surprise": 1})").status == 400);
+  CHECK(suite.Call("PUT", target, "{\"content\": {\"a\": \"\xC3\x28\"}}")
+            .status == 400);
+  CHECK(suite.Call("PUT", target, R"({"content": {}, "surprise": 1})").status ==
+        400);
   CHECK(ListDir(suite.configs_dir()).empty());
 }
 
@@ -253,8 +259,10 @@ TEST_CASE("Suite: health follows the configs directory", "[e2e]") {
   HttpResponse well = suite.Call("GET", "/api/health");
   CHECK(well.status == 200);
   CHECK(Str(Parse(well.body), "status") == "healthy");
-  CHECK(suite.Call("PUT", absl::StrCat("/api/configs/", kMac),
-                   R"({"content": {}})").status == 200);
+  CHECK(suite
+            .Call("PUT", absl::StrCat("/api/configs/", kMac),
+                  R"({"content": {}})")
+            .status == 200);
 }
 
 TEST_CASE("Suite: metrics count operations and requests", "[e2e]") {
@@ -267,12 +275,13 @@ TEST_CASE("Suite: metrics count operations and requests", "[e2e]") {
   CHECK(metrics.Header("Content-Type").find("text/plain") == 0);
   const std::string& text = metrics.body;
   INFO(text.substr(0, 4000));
-  CHECK(text.find("iot_config_operations_total{operation=\"save\",status=\"success\"} 1") !=
-        std::string::npos);
-  CHECK(text.find("iot_config_operations_total{operation=\"get\",status=\"error\"} 1") !=
-        std::string::npos);
+  CHECK(text.find("iot_config_operations_total{operation=\"save\",status="
+                  "\"success\"} 1") != std::string::npos);
+  CHECK(text.find("iot_config_operations_total{operation=\"get\",status="
+                  "\"error\"} 1") != std::string::npos);
   CHECK(text.find("iot_config_files_count 1") != std::string::npos);
-  CHECK(text.find("iot_config_operation_duration_seconds_bucket") != std::string::npos);
+  CHECK(text.find("iot_config_operation_duration_seconds_bucket") !=
+        std::string::npos);
   CHECK(text.find("iot_http_requests_total") != std::string::npos);
   CHECK(text.find("iot_http_request_duration_seconds") != std::string::npos);
 }
@@ -292,26 +301,30 @@ TEST_CASE("Suite: API docs are served from the same descriptors", "[e2e]") {
   CHECK(doc["paths"]["/api/configs/{mac_address}"].HasMember("delete"));
 }
 
-TEST_CASE("Suite: gRPC reflection lists and calls the config service", "[e2e]") {
+TEST_CASE("Suite: gRPC reflection lists and calls the config service",
+          "[e2e]") {
   Suite suite;
   auto client = ReflectionClient::Connect(suite.config_target());
   REQUIRE(client.ok());
   auto services = (*client)->ListServices();
   REQUIRE(services.ok());
-  for (const char* name : {"iot2mqtt.config.v1.ConfigService", "grpc.health.v1.Health",
-                           "iot2mqtt.telemetry.v1.TelemetryService"}) {
+  for (const char* name :
+       {"iot2mqtt.config.v1.ConfigService", "grpc.health.v1.Health",
+        "iot2mqtt.telemetry.v1.TelemetryService"}) {
     INFO(name);
-    CHECK(std::find(services->begin(), services->end(), name) != services->end());
+    CHECK(std::find(services->begin(), services->end(), name) !=
+          services->end());
   }
-  auto put = (*client)->Call("iot2mqtt.config.v1.ConfigService", "UpdateDeviceConfig",
-                             R"({"mac_address": "a4-cf-12-34-56-78", "content": "{\"deviceName\":\"grpc\"}"})");
+  auto put = (*client)->Call(
+      "iot2mqtt.config.v1.ConfigService", "UpdateDeviceConfig",
+      R"({"mac_address": "a4-cf-12-34-56-78", "content": "{\"deviceName\":\"grpc\"}"})");
   REQUIRE(put.ok());
   auto list = (*client)->Call("iot2mqtt.config.v1.ConfigService",
                               "ListDeviceConfigs", "{}");
   REQUIRE(list.ok());
   CHECK(list->find("\"device_name\":\"grpc\"") != std::string::npos);
-  auto bad = (*client)->Call("iot2mqtt.config.v1.ConfigService", "GetDeviceConfig",
-                             R"({"mac_address": "../etc"})");
+  auto bad = (*client)->Call("iot2mqtt.config.v1.ConfigService",
+                             "GetDeviceConfig", R"({"mac_address": "../etc"})");
   CHECK(bad.status().code() == absl::StatusCode::kInvalidArgument);
   auto health = (*client)->Call("grpc.health.v1.Health", "Check", "{}");
   REQUIRE(health.ok());
@@ -325,8 +338,9 @@ TEST_CASE("Suite: config service down is 503 and recovers", "[e2e]") {
   HttpResponse health = suite.Call("GET", "/api/health");
   CHECK(health.status == 503);
   suite.StartConfig();
-  REQUIRE(WaitFor([&] { return suite.Call("GET", "/api/configs").status == 200; },
-                  absl::Seconds(20)));
+  REQUIRE(
+      WaitFor([&] { return suite.Call("GET", "/api/configs").status == 200; },
+              absl::Seconds(20)));
 }
 
 TEST_CASE("Suite: SIGTERM stops both binaries cleanly", "[e2e]") {
@@ -341,8 +355,9 @@ TEST_CASE("Suite: SIGTERM stops both binaries cleanly", "[e2e]") {
   CHECK(*config_exit == 0);
 }
 
-TEST_CASE("Suite: a missing ESP32_CONFIGS_DIR variable stops the service at start",
-          "[e2e]") {
+TEST_CASE(
+    "Suite: a missing ESP32_CONFIGS_DIR variable stops the service at start",
+    "[e2e]") {
   TempDir dir;
   auto config = ChildProcess::Start(
       BinaryPath("iot2mqtt-config"), {},

@@ -153,13 +153,15 @@ absl::StatusOr<std::vector<std::string>> ReflectionClient::ListServices() {
   const pb::FieldDescriptor* list_field =
       (*response)->GetDescriptor()->FindFieldByName("list_services_response");
   if (!r->HasField(**response, list_field)) {
-    return absl::InternalError(absl::StrCat("unexpected reflection answer: ", json));
+    return absl::InternalError(
+        absl::StrCat("unexpected reflection answer: ", json));
   }
   const pb::Message& list = r->GetMessage(**response, list_field);
   const pb::FieldDescriptor* service_field =
       list.GetDescriptor()->FindFieldByName("service");
   std::vector<std::string> names;
-  for (int i = 0; i < list.GetReflection()->FieldSize(list, service_field); ++i) {
+  for (int i = 0; i < list.GetReflection()->FieldSize(list, service_field);
+       ++i) {
     const pb::Message& service =
         list.GetReflection()->GetRepeatedMessage(list, service_field, i);
     names.push_back(service.GetReflection()->GetString(
@@ -170,8 +172,8 @@ absl::StatusOr<std::vector<std::string>> ReflectionClient::ListServices() {
 
 absl::StatusOr<const pb::ServiceDescriptor*> ReflectionClient::FindService(
     const std::string& service) {
-  auto response = Ask(absl::StrCat(R"({"file_containing_symbol": ")", service,
-                                   R"("})"));
+  auto response =
+      Ask(absl::StrCat(R"({"file_containing_symbol": ")", service, R"("})"));
   if (!response.ok()) return response.status();
   const pb::Reflection* r = (*response)->GetReflection();
   const pb::FieldDescriptor* fd_field =
@@ -191,8 +193,10 @@ absl::StatusOr<const pb::ServiceDescriptor*> ReflectionClient::FindService(
     server_db_.Add(file);  // Duplicates of an identical file are accepted.
   }
   server_pool_ = std::make_unique<pb::DescriptorPool>(&server_db_);
-  server_factory_ = std::make_unique<pb::DynamicMessageFactory>(server_pool_.get());
-  const pb::ServiceDescriptor* descriptor = server_pool_->FindServiceByName(service);
+  server_factory_ =
+      std::make_unique<pb::DynamicMessageFactory>(server_pool_.get());
+  const pb::ServiceDescriptor* descriptor =
+      server_pool_->FindServiceByName(service);
   if (descriptor == nullptr) {
     return absl::NotFoundError(absl::StrCat("no descriptor for ", service));
   }
@@ -217,7 +221,8 @@ absl::StatusOr<std::string> ReflectionClient::Call(
   if (!descriptor.ok()) return descriptor.status();
   const pb::MethodDescriptor* m = (*descriptor)->FindMethodByName(method);
   if (m == nullptr) {
-    return absl::NotFoundError(absl::StrCat(service, " has no method ", method));
+    return absl::NotFoundError(
+        absl::StrCat(service, " has no method ", method));
   }
   std::unique_ptr<pb::Message> request(
       server_factory_->GetPrototype(m->input_type())->New());

@@ -30,7 +30,8 @@ class ReflectionClient {
   absl::StatusOr<std::vector<std::string>> ListServices();
   // Method full names of `service` ("pkg.Service.Method"), from descriptors
   // fetched over reflection.
-  absl::StatusOr<std::vector<std::string>> ListMethods(const std::string& service);
+  absl::StatusOr<std::vector<std::string>> ListMethods(
+      const std::string& service);
   // Calls `service/method` with a JSON request; returns the JSON response
   // (proto field names). Non-OK gRPC status → the matching absl status.
   absl::StatusOr<std::string> Call(const std::string& service,

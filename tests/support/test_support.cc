@@ -85,8 +85,8 @@ std::string ReceiveAll(int fd, absl::Time deadline) {
   char buf[16384];
   while (absl::Now() < deadline) {
     pollfd pfd{fd, POLLIN, 0};
-    int ms = static_cast<int>(
-        std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    int ms = static_cast<int>(std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(deadline - absl::Now())));
     int ready = poll(&pfd, 1, ms);
     if (ready <= 0) break;
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -117,11 +117,12 @@ std::string DecodeChunked(absl::string_view body) {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern =
-      absl::StrCat(base != nullptr && *base ? base : "/tmp", "/iot2mqtt-test-XXXXXX");
+  std::string pattern = absl::StrCat(base != nullptr && *base ? base : "/tmp",
+                                     "/iot2mqtt-test-XXXXXX");
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
-  if (mkdtemp(buffer.data()) == nullptr) throw std::runtime_error(Errno("mkdtemp"));
+  if (mkdtemp(buffer.data()) == nullptr)
+    throw std::runtime_error(Errno("mkdtemp"));
   path_ = buffer.data();
 }
 
@@ -187,7 +188,8 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
 std::string BinaryPath(const std::string& name) {
   const char* dir = std::getenv("IOT2MQTT_BINARY_DIR");
   if (dir == nullptr || *dir == '\0') {
-    throw std::runtime_error("IOT2MQTT_BINARY_DIR is not set (run through ctest)");
+    throw std::runtime_error(
+        "IOT2MQTT_BINARY_DIR is not set (run through ctest)");
   }
   return absl::StrCat(dir, "/bin/", name);
 }
@@ -195,14 +197,16 @@ std::string BinaryPath(const std::string& name) {
 std::string SourcePath(const std::string& relative) {
   const char* dir = std::getenv("IOT2MQTT_SOURCE_DIR");
   if (dir == nullptr || *dir == '\0') {
-    throw std::runtime_error("IOT2MQTT_SOURCE_DIR is not set (run through ctest)");
+    throw std::runtime_error(
+        "IOT2MQTT_SOURCE_DIR is not set (run through ctest)");
   }
   return absl::StrCat(dir, "/", relative);
 }
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::string& path, const std::vector<std::string>& args,
-    const std::map<std::string, std::string>& env, const std::string& log_path) {
+    const std::map<std::string, std::string>& env,
+    const std::string& log_path) {
   std::vector<std::string> env_strings;
   for (const char* inherited : {"PATH", "HOME", "TMPDIR"}) {
     const char* value = std::getenv(inherited);
@@ -245,7 +249,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     _exit(127);
   }
   close(out_fd);
-  setpgid(pid, pid);  // Also from the parent: no race with the child's own call.
+  setpgid(pid,
+          pid);  // Also from the parent: no race with the child's own call.
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid));
 }
 
@@ -270,7 +275,8 @@ bool ChildProcess::Running() {
   pid_t r = waitpid(pid_, &status, WNOHANG);
   if (r == pid_) {
     reaped_ = true;
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    exit_code_ =
+        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return false;
   }
   return true;
@@ -315,16 +321,18 @@ absl::StatusOr<HttpResponse> HttpRequest(
     const std::string& body,
     const std::vector<std::pair<std::string, std::string>>& headers,
     absl::Duration timeout) {
-  std::string request = absl::StrCat(method, " ", target,
-                                     " HTTP/1.1\r\nHost: 127.0.0.1:", port,
-                                     "\r\nConnection: close\r\n");
+  std::string request =
+      absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
+                   "\r\nConnection: close\r\n");
   bool has_content_type = false;
   for (const auto& [name, value] : headers) {
     absl::StrAppend(&request, name, ": ", value, "\r\n");
     if (absl::EqualsIgnoreCase(name, "content-type")) has_content_type = true;
   }
-  if (!body.empty() || method == "PUT" || method == "POST" || method == "PATCH") {
-    if (!has_content_type) absl::StrAppend(&request, "Content-Type: application/json\r\n");
+  if (!body.empty() || method == "PUT" || method == "POST" ||
+      method == "PATCH") {
+    if (!has_content_type)
+      absl::StrAppend(&request, "Content-Type: application/json\r\n");
     absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
   }
   absl::StrAppend(&request, "\r\n", body);
@@ -342,8 +350,8 @@ absl::StatusOr<HttpResponse> HttpRequest(
   size_t header_end = raw.find("\r\n\r\n");
   int status = StatusOfRaw(raw);
   if (header_end == std::string::npos || status == 0) {
-    return absl::DataLossError(absl::StrCat("malformed HTTP response: '",
-                                            raw.substr(0, 200), "'"));
+    return absl::DataLossError(
+        absl::StrCat("malformed HTTP response: '", raw.substr(0, 200), "'"));
   }
   HttpResponse response;
   response.status = status;

@@ -33,7 +33,8 @@ class TempDir {
   std::string path_;
 };
 
-// Whole-file helpers; abort the test (via Catch REQUIRE in the caller) on error.
+// Whole-file helpers; abort the test (via Catch REQUIRE in the caller) on
+// error.
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& content);
 // Names of the entries of `dir` (no "." / ".."), sorted.
@@ -98,8 +99,9 @@ absl::StatusOr<HttpResponse> HttpRequest(
 
 // Sends raw bytes and returns whatever arrives until the peer closes or
 // `timeout` passes (for malformed-HTTP tests).
-absl::StatusOr<std::string> RawExchange(int port, const std::string& raw,
-                                        absl::Duration timeout = absl::Seconds(5));
+absl::StatusOr<std::string> RawExchange(
+    int port, const std::string& raw,
+    absl::Duration timeout = absl::Seconds(5));
 
 // Parses the status code of a raw HTTP/1.1 response ("HTTP/1.1 400 ..."),
 // 0 when there is none.

@@ -2,13 +2,14 @@
 // service (what grpcurl does), standard health follows the probe, telemetry
 // reports the reason and the metrics.
 
+#include "services/common/server_runner.h"
+
 #include <atomic>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "catch2/catch.hpp"
 #include "prometheus/counter.h"
-#include "services/common/server_runner.h"
 #include "tests/support/reflection_client.h"
 
 namespace iot2mqtt::common {
@@ -60,7 +61,8 @@ TEST_CASE("GrpcServer: reflection lists health, reflection and telemetry",
   CHECK(has("grpc.health.v1.Health"));
   CHECK(has("grpc.reflection.v1alpha.ServerReflection"));
   CHECK(has("iot2mqtt.telemetry.v1.TelemetryService"));
-  auto methods = f.client->ListMethods("iot2mqtt.telemetry.v1.TelemetryService");
+  auto methods =
+      f.client->ListMethods("iot2mqtt.telemetry.v1.TelemetryService");
   REQUIRE(methods.ok());
   CHECK(methods->size() == 2);
 }
@@ -97,7 +99,8 @@ TEST_CASE("GrpcServer: metrics come out in Prometheus text",
   CHECK(metrics->find("iot_test_things_total 3") != std::string::npos);
 }
 
-TEST_CASE("GrpcServer: a taken port is a clear error", "[integration][common]") {
+TEST_CASE("GrpcServer: a taken port is a clear error",
+          "[integration][common]") {
   Fixture f;
   ServerOptions options;
   options.service_name = "second";

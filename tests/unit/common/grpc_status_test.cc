@@ -29,9 +29,9 @@ TEST_CASE("ToGrpcStatus: a code outside the canonical range is UNKNOWN",
 
 TEST_CASE("ErrorInfo reason and metadata survive the round trip",
           "[unit][status]") {
-  absl::Status status =
-      WithReason(absl::NotFoundError("device config not found"),
-                 "DEVICE_CONFIG_NOT_FOUND", {{"mac_address", "aa-bb-cc-dd-ee-ff"}});
+  absl::Status status = WithReason(
+      absl::NotFoundError("device config not found"), "DEVICE_CONFIG_NOT_FOUND",
+      {{"mac_address", "aa-bb-cc-dd-ee-ff"}});
   grpc::Status wire = ToGrpcStatus(status);
   google::rpc::Status rpc = ToRpcStatus(wire);
   CHECK(rpc.code() == 5);

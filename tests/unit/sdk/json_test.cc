@@ -20,7 +20,9 @@ TEST_CASE("RewriteJson: strings keep unicode and keys keep their order",
           "[unit][json]") {
   auto out = RewriteJson(R"({ "z": "h\u00e9llo ☃ 😀", "a": [1, 2], "m": {} })");
   REQUIRE(out.ok());
-  CHECK(*out == "{\"z\":\"h\xC3\xA9llo \xE2\x98\x83 \xF0\x9F\x98\x80\",\"a\":[1,2],\"m\":{}}");
+  CHECK(*out ==
+        "{\"z\":\"h\xC3\xA9llo \xE2\x98\x83 "
+        "\xF0\x9F\x98\x80\",\"a\":[1,2],\"m\":{}}");
 }
 
 TEST_CASE("RewriteJson: pretty output re-parses to the same compact text",

@@ -35,7 +35,8 @@ class ProcessEnv final : public Env {
 class MapEnv final : public Env {
  public:
   MapEnv() = default;
-  MapEnv(std::initializer_list<std::pair<const std::string, std::string>> values)
+  MapEnv(
+      std::initializer_list<std::pair<const std::string, std::string>> values)
       : values_(values) {}
   void Set(const std::string& name, const std::string& value) {
     values_[name] = value;

@@ -24,8 +24,8 @@ inline constexpr int kMaxJsonDepth = 64;
 
 // Validates `text` as exactly one JSON value and re-writes it. Errors are
 // INVALID_ARGUMENT with the byte offset and RapidJSON's description.
-absl::StatusOr<std::string> RewriteJson(absl::string_view text,
-                                        JsonFormat format = JsonFormat::kCompact);
+absl::StatusOr<std::string> RewriteJson(
+    absl::string_view text, JsonFormat format = JsonFormat::kCompact);
 
 // One member of a JSON object: its key and its value as compact JSON text.
 struct JsonMember {
