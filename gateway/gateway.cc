@@ -44,19 +44,6 @@ std::string MethodLabel(absl::string_view method) {
   return "OTHER";
 }
 
-// `path` safe for an error message: non-printable bytes percent-encoded.
-std::string PrintablePath(absl::string_view path) {
-  std::string out;
-  for (char c : path.substr(0, 256)) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u > 0x7e) {
-      absl::StrAppendFormat(&out, "%%%02X", u);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
 
 HttpResponse Error(const HttpError& error, const HttpRequest& request,
                    std::string route = "unmatched") {
@@ -73,8 +60,8 @@ HttpResponse MethodNotAllowed(const HttpRequest& request,
   HttpResponse response =
       Error(GatewayError(
                 405, absl::StatusCode::kUnimplemented,
-                absl::StrCat("method ", PrintablePath(request.method),
-                             " is not allowed on ", PrintablePath(request.path),
+                absl::StrCat("method ", EscapeUnprintable(request.method, 256),
+                             " is not allowed on ", EscapeUnprintable(request.path, 256),
                              "; allowed: ", allow),
                 "METHOD_NOT_ALLOWED", {{"allowed_methods", allow}}),
             request, std::move(route));
@@ -285,8 +272,8 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
     case RouteMatch::Outcome::kNotFound:
       respond(Error(GatewayError(404, absl::StatusCode::kNotFound,
                                  absl::StrCat("no route matches ",
-                                              PrintablePath(request.method),
-                                              " ", PrintablePath(request.path)),
+                                              EscapeUnprintable(request.method, 256),
+                                              " ", EscapeUnprintable(request.path, 256)),
                                  "ROUTE_NOT_FOUND"),
                     request));
       return;

@@ -72,21 +72,6 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
       absl::ToChronoNanoseconds(d));
 }
 
-// The raw path as it may go into a log line: bytes outside printable ASCII
-// percent-encoded, at most 512 bytes.
-std::string LoggablePath(absl::string_view path) {
-  std::string out;
-  for (char c : path.substr(0, 512)) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x21 || u > 0x7e) {
-      absl::StrAppendFormat(&out, "%%%02X", u);
-    } else {
-      out.push_back(c);
-    }
-  }
-  if (path.size() > 512) out += "...";
-  return out;
-}
 
 bool IsParseError(const error_code& ec) {
   return ec.category() ==
@@ -106,6 +91,19 @@ const char* ReasonPhrase(int status) {
 }
 
 }  // namespace
+
+std::string EscapeUnprintable(absl::string_view text, size_t max_bytes) {
+  std::string out;
+  for (char c : text.substr(0, max_bytes)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7e) {
+      absl::StrAppendFormat(&out, "%%%02X", u);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
 
 class Session;
 
@@ -131,7 +129,7 @@ class HttpServer::Impl {
       sdk::ScopedCorrelationId scope(correlation_id);
       IOT2MQTT_LOG(INFO)
               .With("method", method)
-              .With("path", LoggablePath(path))
+              .With("path", EscapeUnprintable(path, 512))
               .With("route", response.route)
               .With("status", response.status)
               .With("latency_ms", absl::ToDoubleMilliseconds(latency))

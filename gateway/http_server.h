@@ -31,6 +31,11 @@
 
 namespace iot2mqtt::gateway {
 
+// `text` (a path, a method) safe for a log line or an error message: bytes
+// outside printable ASCII (and spaces) percent-encoded, at most `max_bytes`
+// of input.
+std::string EscapeUnprintable(absl::string_view text, size_t max_bytes);
+
 struct HttpServerOptions {
   std::string listen_address = "0.0.0.0:8080";  // host:port; port 0 = any.
   int threads = 2;

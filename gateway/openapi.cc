@@ -18,6 +18,18 @@
 namespace iot2mqtt::gateway {
 namespace {
 
+// For writing every message type reachable from the routes: the first type
+// of `referenced` (which grows while types are written) not yet in
+// `written`, now marked written; nullptr when all are.
+const google::protobuf::Descriptor* NextUnwritten(
+    const std::set<const google::protobuf::Descriptor*>& referenced,
+    std::set<const google::protobuf::Descriptor*>* written) {
+  for (const google::protobuf::Descriptor* type : referenced) {
+    if (written->insert(type).second) return type;
+  }
+  return nullptr;
+}
+
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::MethodDescriptor;
@@ -613,16 +625,7 @@ class OpenApiWriter {
     Key(kHealthSchema);
     HealthSchema();
     std::set<const Descriptor*> written;
-    while (true) {
-      const Descriptor* next = nullptr;
-      for (const Descriptor* type : referenced_) {
-        if (written.count(type) == 0) {
-          next = type;
-          break;
-        }
-      }
-      if (next == nullptr) break;
-      written.insert(next);
+    while (const Descriptor* next = NextUnwritten(referenced_, &written)) {
       Key(SchemaName(next));
       ObjectSchema(next, {}, /*request=*/false);
     }
@@ -898,16 +901,7 @@ std::string BuildDocsHtml(const RouteTable& routes) {
   // Message types referenced (and those they reference in turn).
   std::string types;
   std::set<const Descriptor*> written;
-  while (true) {
-    const Descriptor* next = nullptr;
-    for (const Descriptor* type : referenced) {
-      if (written.count(type) == 0) {
-        next = type;
-        break;
-      }
-    }
-    if (next == nullptr) break;
-    written.insert(next);
+  while (const Descriptor* next = NextUnwritten(referenced, &written)) {
     std::string table = FieldsTable(next, {}, &referenced);
     std::string comment = ProtoComments::Get().Of(next);
     absl::StrAppend(&types, "<h3 id=\"", Anchor(next), "\">",

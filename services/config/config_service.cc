@@ -8,7 +8,10 @@
 namespace iot2mqtt::config {
 namespace {
 
-void ToProto(const DeviceConfigSummary& from, v1::DeviceConfigSummary* to) {
+// Fills the summary fields, which v1::DeviceConfigSummary and v1::DeviceConfig
+// share.
+template <typename Proto>
+void ToProto(const DeviceConfigSummary& from, Proto* to) {
   to->set_mac_address(from.mac_address);
   if (from.device_name) to->set_device_name(*from.device_name);
   if (from.device_entity_id) to->set_device_entity_id(*from.device_entity_id);
@@ -16,12 +19,7 @@ void ToProto(const DeviceConfigSummary& from, v1::DeviceConfigSummary* to) {
 }
 
 void ToProto(DeviceConfig from, v1::DeviceConfig* to) {
-  to->set_mac_address(from.summary.mac_address);
-  if (from.summary.device_name) to->set_device_name(*from.summary.device_name);
-  if (from.summary.device_entity_id) {
-    to->set_device_entity_id(*from.summary.device_entity_id);
-  }
-  if (from.summary.enable_ota) to->set_enable_ota(*from.summary.enable_ota);
+  ToProto(from.summary, to);
   to->set_content(std::move(from.content));
 }
 

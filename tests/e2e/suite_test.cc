@@ -74,6 +74,8 @@ class Suite {
                                       dir_.Join("config.log"));
     REQUIRE(config.ok());
     config_ = std::move(*config);
+    // Ready when it listens; until then the gateway rightly answers 503.
+    REQUIRE(WaitFor([this] { return PortAccepts(config_port_); }));
   }
 
   absl::StatusOr<HttpResponse> Get(const std::string& target) {

@@ -174,6 +174,13 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
+bool PortAccepts(int port) {
+  absl::StatusOr<int> fd = ConnectLoopback(port, absl::Seconds(1));
+  if (!fd.ok()) return false;
+  close(*fd);
+  return true;
+}
+
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   absl::Duration pause = absl::Milliseconds(2);

@@ -42,6 +42,8 @@ std::vector<std::string> ListDir(const std::string& dir);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
+// Whether something accepts TCP connections on 127.0.0.1:port now.
+bool PortAccepts(int port);
 
 // Polls `condition` every few milliseconds until it holds or `timeout`
 // passes; returns whether it held.
