@@ -49,10 +49,12 @@ export CONFIG_LISTEN_ADDR="${CONFIG_LISTEN_ADDR:-127.0.0.1:50051}"
 export CONFIG_SERVICE_ADDR="${CONFIG_SERVICE_ADDR:-127.0.0.1:50051}"
 export GATEWAY_LISTEN_ADDR="${GATEWAY_LISTEN_ADDR:-0.0.0.0:8080}"
 export MQTT_PORT="${MQTT_PORT:-1883}"
+export MQTT_BASE_TOPIC="${MQTT_BASE_TOPIC:-IoT2mqtt}"
+IOT2MQTT_RUN_DEMO="${IOT2MQTT_RUN_DEMO:-true}"
 LOG_DIR="$IOT2MQTT_DATA_DIR/logs"
 mkdir -p "$LOG_DIR"
 
-for binary in iot2mqtt-config iot2mqtt-gateway; do
+for binary in iot2mqtt-config iot2mqtt-gateway iot2mqtt-connector-demo; do
   [[ -x "$BIN/$binary" ]] || { echo "run: $BIN/$binary is missing; run 'make build' first" >&2; exit 1; }
 done
 
@@ -111,6 +113,37 @@ start gateway "$BIN/iot2mqtt-gateway"
 GATEWAY_PORT="$(port_of "$GATEWAY_LISTEN_ADDR")"
 wait_port 127.0.0.1 "$GATEWAY_PORT" 15 || { echo "run: gateway did not start (see $LOG_DIR/gateway.log)" >&2; exit 1; }
 
+# --- demo connector: live data with no hardware ------------------------------
+# Until the orchestrator runs configured instances, make run starts one demo
+# instance itself (IOT2MQTT_RUN_DEMO=false to skip). Its instance document is
+# written once, where instances live, and kept afterwards.
+DEMO_LINE=""
+if [[ "$IOT2MQTT_RUN_DEMO" == "true" ]]; then
+  DEMO_FILE="$IOT2MQTT_DATA_DIR/instances/demo/demo.json"
+  if [[ ! -f "$DEMO_FILE" ]]; then
+    mkdir -p "$(dirname "$DEMO_FILE")"
+    cat > "$DEMO_FILE" <<'JSON'
+{
+  "instance_id": "demo",
+  "connector_type": "demo",
+  "friendly_name": "Demo devices",
+  "enabled": true,
+  "update_interval": 5,
+  "devices": [
+    {"device_id": "living-room-light", "type": "light"},
+    {"device_id": "living-room-climate", "type": "climate"},
+    {"device_id": "coffee-machine", "type": "switch"},
+    {"device_id": "hallway-motion", "type": "motion", "zone": "hallway"}
+  ],
+  "groups": [{"group_id": "living-room", "devices": ["living-room-light", "coffee-machine"]}]
+}
+JSON
+  fi
+  start demo env INSTANCE_NAME=demo CONNECTOR_TYPE=demo IOT2MQTT_INSTANCE_FILE="$DEMO_FILE" \
+    IOT2MQTT_ENV_FILE=/dev/null "$BIN/iot2mqtt-connector-demo"
+  DEMO_LINE="    Demo devices   mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -t '$MQTT_BASE_TOPIC/#' -v"
+fi
+
 cat <<INFO
 
   iot2mqtt is running.
@@ -120,6 +153,7 @@ cat <<INFO
     Metrics        http://localhost:$GATEWAY_PORT/metrics
     gRPC config    $CONFIG_SERVICE_ADDR (reflection on)
     MQTT broker    $MQTT_HOST:$MQTT_PORT
+$DEMO_LINE
     Data           $IOT2MQTT_DATA_DIR (ESP32 configs: $ESP32_CONFIGS_DIR)
     Logs           $LOG_DIR
   Press Ctrl-C to stop.
