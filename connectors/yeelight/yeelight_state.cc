@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "iot2mqtt/sdk/json_builder.h"
 #include "rapidjson/error/en.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
@@ -77,25 +78,6 @@ void AddColour(const Properties& properties, const std::string& prefix,
   }
 }
 
-std::string TypeName(const Value& value) {
-  switch (value.GetType()) {
-    case rapidjson::kNullType:
-      return "null";
-    case rapidjson::kFalseType:
-    case rapidjson::kTrueType:
-      return "a boolean";
-    case rapidjson::kObjectType:
-      return "an object";
-    case rapidjson::kArrayType:
-      return "an array";
-    case rapidjson::kStringType:
-      return "a string";
-    case rapidjson::kNumberType:
-      return "a number";
-  }
-  return "unknown";
-}
-
 absl::Status Invalid(absl::string_view key, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat("\"", key, "\": ", problem));
 }
@@ -122,7 +104,8 @@ absl::StatusOr<int64_t> ToInt(absl::string_view key, const Value& value) {
     }
     return Invalid(key, absl::StrCat("\"", text, "\" is not a number"));
   }
-  return Invalid(key, absl::StrCat("expected a number, got ", TypeName(value)));
+  return Invalid(key, absl::StrCat("expected a number, got ",
+                                   sdk::DescribeJsonType(value)));
 }
 
 int64_t Clamp(int64_t value, int64_t low, int64_t high) {
@@ -228,7 +211,7 @@ absl::StatusOr<Colour> ParseColour(absl::string_view key, const Value& value) {
   }
   return Invalid(key, absl::StrCat("expected \"#RRGGBB\", {r,g,b} or {h,s,v}, "
                                    "got ",
-                                   TypeName(value)));
+                                   sdk::DescribeJsonType(value)));
 }
 
 void AppendColour(const Colour& colour, Transition transition,

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "iot2mqtt/sdk/contract.h"
 #include "iot2mqtt/sdk/json.h"
+#include "iot2mqtt/sdk/json_builder.h"
 #include "iot2mqtt/sdk/log.h"
 #include "rapidjson/error/en.h"
 #include "rapidjson/stringbuffer.h"
@@ -42,25 +43,6 @@ bool NumberOf(const rapidjson::Value& v, double* out) {
   return false;
 }
 
-std::string TypeName(const rapidjson::Value& v) {
-  switch (v.GetType()) {
-    case rapidjson::kNullType:
-      return "null";
-    case rapidjson::kFalseType:
-    case rapidjson::kTrueType:
-      return "a boolean";
-    case rapidjson::kObjectType:
-      return "an object";
-    case rapidjson::kArrayType:
-      return "an array";
-    case rapidjson::kStringType:
-      return "a string";
-    case rapidjson::kNumberType:
-      return "a number";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 ConfigObject::ConfigObject() : doc_(EmptyObject()), value_(doc_.get()) {}
@@ -76,7 +58,7 @@ absl::StatusOr<ConfigObject> ConfigObject::Parse(absl::string_view json) {
   }
   if (!doc->IsObject()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected a JSON object, got ", TypeName(*doc)));
+        absl::StrCat("expected a JSON object, got ", DescribeJsonType(*doc)));
   }
   const rapidjson::Value* root = doc.get();
   return ConfigObject(std::move(doc), root);
@@ -216,7 +198,7 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
       config.connector_type.assign(type->GetString(), type->GetStringLength());
     } else {
       problems.push_back(absl::StrCat("connector_type must be a string, got ",
-                                      TypeName(*type)));
+                                      DescribeJsonType(*type)));
     }
   }
   if (config.connector_type.empty()) {
@@ -231,7 +213,7 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
     if (!NumberOf(*interval, &seconds)) {
       problems.push_back(
           absl::StrCat("update_interval must be a number of seconds, got ",
-                       TypeName(*interval)));
+                       DescribeJsonType(*interval)));
     } else if (seconds < absl::ToDoubleSeconds(kMinUpdateInterval)) {
       problems.push_back(absl::StrCat("update_interval=", seconds,
                                       " is below the minimum of 0.1 s"));
@@ -244,15 +226,15 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
   if (const rapidjson::Value* devices = doc.Find("devices");
       devices != nullptr && !devices->IsNull()) {
     if (!devices->IsArray()) {
-      problems.push_back(
-          absl::StrCat("devices must be an array, got ", TypeName(*devices)));
+      problems.push_back(absl::StrCat("devices must be an array, got ",
+                                      DescribeJsonType(*devices)));
     } else {
       int index = 0;
       for (const rapidjson::Value& entry : devices->GetArray()) {
         std::string where = absl::StrCat("devices[", index++, "]");
         if (!entry.IsObject()) {
-          problems.push_back(
-              absl::StrCat(where, " must be an object, got ", TypeName(entry)));
+          problems.push_back(absl::StrCat(where, " must be an object, got ",
+                                          DescribeJsonType(entry)));
           continue;
         }
         rapidjson::StringBuffer buffer;
@@ -292,8 +274,9 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
         if (const rapidjson::Value* enabled = device.entry.Find("enabled");
             enabled != nullptr && !enabled->IsNull()) {
           if (!enabled->IsBool()) {
-            problems.push_back(absl::StrCat(
-                where, ".enabled must be a boolean, got ", TypeName(*enabled)));
+            problems.push_back(absl::StrCat(where,
+                                            ".enabled must be a boolean, got ",
+                                            DescribeJsonType(*enabled)));
           } else {
             device.enabled = enabled->GetBool();
           }
@@ -301,8 +284,9 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
         if (const rapidjson::Value* model = device.entry.Find("model");
             model != nullptr && !model->IsNull()) {
           if (!model->IsString()) {
-            problems.push_back(absl::StrCat(
-                where, ".model must be a string, got ", TypeName(*model)));
+            problems.push_back(absl::StrCat(where,
+                                            ".model must be a string, got ",
+                                            DescribeJsonType(*model)));
           } else {
             device.model.assign(model->GetString(), model->GetStringLength());
           }
@@ -315,16 +299,16 @@ absl::StatusOr<InstanceConfig> ParseInstanceConfig(
   if (const rapidjson::Value* groups = doc.Find("groups");
       groups != nullptr && !groups->IsNull()) {
     if (!groups->IsArray()) {
-      problems.push_back(
-          absl::StrCat("groups must be an array, got ", TypeName(*groups)));
+      problems.push_back(absl::StrCat("groups must be an array, got ",
+                                      DescribeJsonType(*groups)));
     } else {
       std::set<std::string> group_ids;
       int index = 0;
       for (const rapidjson::Value& entry : groups->GetArray()) {
         std::string where = absl::StrCat("groups[", index++, "]");
         if (!entry.IsObject()) {
-          problems.push_back(
-              absl::StrCat(where, " must be an object, got ", TypeName(entry)));
+          problems.push_back(absl::StrCat(where, " must be an object, got ",
+                                          DescribeJsonType(entry)));
           continue;
         }
         GroupConfig group;

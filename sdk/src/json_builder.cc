@@ -9,6 +9,25 @@
 
 namespace iot2mqtt::sdk {
 
+std::string DescribeJsonType(const rapidjson::Value& value) {
+  switch (value.GetType()) {
+    case rapidjson::kNullType:
+      return "null";
+    case rapidjson::kFalseType:
+    case rapidjson::kTrueType:
+      return "a boolean";
+    case rapidjson::kObjectType:
+      return "an object";
+    case rapidjson::kArrayType:
+      return "an array";
+    case rapidjson::kStringType:
+      return "a string";
+    case rapidjson::kNumberType:
+      return "a number";
+  }
+  return "unknown";
+}
+
 std::string JsonString(absl::string_view text) {
   std::string clean =
       IsValidUtf8(text) ? std::string(text) : SanitizeUtf8(text);

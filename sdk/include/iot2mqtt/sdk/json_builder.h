@@ -21,8 +21,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "rapidjson/document.h"
 
 namespace iot2mqtt::sdk {
+
+// "null", "a boolean", "an object", "an array", "a string", "a number":
+// for messages such as "devices must be an array, got a string".
+std::string DescribeJsonType(const rapidjson::Value& value);
 
 class JsonObjectBuilder {
  public:
