@@ -129,7 +129,7 @@ TEST_CASE("FileDeviceConfigStore: list extracts name, entity id and OTA flag",
     "deviceName": "Kitchen sensor",
     "deviceEntityId": "sensor.kitchen",
     "enableOTA": true,
-    "mqttBroker": {"host": "10.0.0.2", "port": 1883}
+    "mqttBroker": {"host": "broker.home.arpa", "port": 1883}
   })");
   FileDeviceConfigStore store(dir.path());
 

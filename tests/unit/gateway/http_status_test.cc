@@ -86,12 +86,12 @@ TEST_CASE("BadRequest field violations join the details") {
 TEST_CASE("backend failures: transport errors get gateway reasons") {
   HttpError down = BackendError(
       grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                   "failed to connect to all addresses; ipv4:10.0.0.1:50051"),
+                   "failed to connect to all addresses; ipv4:192.0.2.1:50051"),
       "config");
   CHECK(down.http_status == 503);
   CHECK(ErrorReason(down.status) == "BACKEND_UNAVAILABLE");
   // Internal addresses don't reach clients.
-  CHECK(down.status.message().find("10.0.0.1") == std::string::npos);
+  CHECK(down.status.message().find("192.0.2.1") == std::string::npos);
 
   HttpError slow = BackendError(
       grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),

@@ -18,7 +18,7 @@ TEST_CASE("InstanceConfig: a full document", "[unit][config]") {
           "effect_type": "smooth",
           "connection": {"duration": 300, "effect_type": "sudden"},
           "devices": [
-            {"device_id": "l1", "ip": "10.0.0.5", "port": "55443", "model": "color"},
+            {"device_id": "l1", "ip": "192.0.2.5", "port": "55443", "model": "color"},
             {"device_id": "l2", "enabled": false, "model": null}
           ],
           "groups": [{"group_id": "all", "devices": ["l1", "l2", "ghost"]}]})",
@@ -32,7 +32,7 @@ TEST_CASE("InstanceConfig: a full document", "[unit][config]") {
   CHECK(l1.device_id == "l1");
   CHECK(l1.enabled);
   CHECK(l1.model == "color");
-  CHECK(l1.entry.GetString("ip") == "10.0.0.5");
+  CHECK(l1.entry.GetString("ip") == "192.0.2.5");
   CHECK(l1.entry.GetInt("port", 1) == 55443);  // Numeric string accepted.
   CHECK(l1.entry.GetInt("missing", 7) == 7);
   CHECK(l1.entry.GetString("port", "d") == "55443");

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "catch2/catch.hpp"
 
 namespace iot2mqtt::yeelight {
@@ -145,9 +146,11 @@ TEST_CASE("interleaved notifications and answers come out in order") {
 }
 
 TEST_CASE("discovery addresses are numeric IPv4 with a port") {
-  auto full = ParseHostPort("239.255.255.250:1982", 0);
+  // The default (the SSDP multicast group) parses; it is only parsed here,
+  // never sent to: tests stay on loopback.
+  auto full = ParseHostPort(kDefaultDiscoveryAddress, 0);
   REQUIRE(full.ok());
-  CHECK(full->host == "239.255.255.250");
+  CHECK(absl::StrCat(full->host, ":", full->port) == kDefaultDiscoveryAddress);
   CHECK(full->port == 1982);
   auto bare = ParseHostPort(" 127.0.0.1 ", 55443);
   REQUIRE(bare.ok());
@@ -159,10 +162,10 @@ TEST_CASE("discovery addresses are numeric IPv4 with a port") {
 }
 
 TEST_CASE("the search request is an SSDP M-SEARCH for wifi_bulb") {
-  std::string search = BuildSearchRequest("239.255.255.250:1982");
+  std::string search = BuildSearchRequest(kDefaultDiscoveryAddress);
   CHECK(search ==
-        "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1982\r\n"
-        "MAN: \"ssdp:discover\"\r\nST: wifi_bulb\r\n\r\n");
+        absl::StrCat("M-SEARCH * HTTP/1.1\r\nHOST: ", kDefaultDiscoveryAddress,
+                     "\r\nMAN: \"ssdp:discover\"\r\nST: wifi_bulb\r\n\r\n"));
 }
 
 TEST_CASE("a bulb's search answer parses into its identity and state") {
@@ -221,7 +224,7 @@ TEST_CASE("unusable search answers are rejected") {
           .ok());  // No id.
   // Advertisements carry the same headers and are accepted.
   CHECK(ParseSearchResponse("NOTIFY * HTTP/1.1\r\nLocation: "
-                            "yeelight://10.0.0.2:55443\r\nid: 0x2\r\n\r\n")
+                            "yeelight://192.0.2.2:55443\r\nid: 0x2\r\n\r\n")
             .ok());
 }
 
