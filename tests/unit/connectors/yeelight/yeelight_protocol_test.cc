@@ -174,7 +174,7 @@ TEST_CASE("a bulb's search answer parses into its identity and state") {
       "Cache-Control: max-age=3600\r\n"
       "Date: \r\n"
       "Ext: \r\n"
-      "Location: yeelight://192.168.1.239:55443\r\n"
+      "Location: yeelight://192.0.2.239:55443\r\n"
       "Server: POSIX UPnP/1.0 YGLC/1\r\n"
       "id: 0x000000000015243f\r\n"
       "model: color\r\n"
@@ -191,7 +191,7 @@ TEST_CASE("a bulb's search answer parses into its identity and state") {
   auto bulb = ParseSearchResponse(answer);
   REQUIRE(bulb.ok());
   CHECK(bulb->id == "0x000000000015243f");
-  CHECK(bulb->host == "192.168.1.239");
+  CHECK(bulb->host == "192.0.2.239");
   CHECK(bulb->port == 55443);
   CHECK(bulb->model == "color");
   CHECK(bulb->fw_ver == "18");
