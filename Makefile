@@ -30,6 +30,7 @@ test-unit test-integration test-e2e: test-%: build
 
 bench: build
 	@tests/bench/run_bench.sh
+	@tests/bench/run_sdk_bench.sh
 
 clean:
 	@rm -rf $(BUILD_DIR)
