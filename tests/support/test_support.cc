@@ -212,8 +212,8 @@ std::string SourcePath(const std::string& relative) {
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::string& path, const std::vector<std::string>& args,
-    const std::map<std::string, std::string>& env,
-    const std::string& log_path) {
+    const std::map<std::string, std::string>& env, const std::string& log_path,
+    const std::string& stdin_path) {
   std::vector<std::string> env_strings;
   for (const char* inherited : {"PATH", "HOME", "TMPDIR"}) {
     const char* value = std::getenv(inherited);
@@ -238,10 +238,19 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
                    : open(log_path.c_str(),
                           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out_fd < 0) return absl::InternalError(Errno("open log"));
+  int in_fd = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(),
+                   O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0) {
+    std::string error = Errno("open stdin");
+    close(out_fd);
+    return absl::InternalError(error);
+  }
   pid_t pid = fork();
   if (pid < 0) {
+    std::string error = Errno("fork");
     close(out_fd);
-    return absl::InternalError(Errno("fork"));
+    close(in_fd);
+    return absl::InternalError(error);
   }
   if (pid == 0) {
     setpgid(0, 0);
@@ -250,14 +259,14 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     sigprocmask(SIG_SETMASK, &none, nullptr);
     dup2(out_fd, STDOUT_FILENO);
     dup2(out_fd, STDERR_FILENO);
-    int null_in = open("/dev/null", O_RDONLY);
-    if (null_in >= 0) dup2(null_in, STDIN_FILENO);
+    dup2(in_fd, STDIN_FILENO);
     execve(path.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   close(out_fd);
-  setpgid(pid,
-          pid);  // Also from the parent: no race with the child's own call.
+  close(in_fd);
+  // Also from the parent: no race with the child's own call.
+  setpgid(pid, pid);
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid));
 }
 

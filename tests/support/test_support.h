@@ -58,14 +58,15 @@ std::string SourcePath(const std::string& relative);
 
 // A child process in its own process group with a controlled environment
 // (PATH, HOME, TMPDIR are inherited; everything else comes from `env`).
-// stdout and stderr go to `log_path` (or /dev/null when empty).
+// stdout and stderr go to `log_path` (or /dev/null when empty), stdin comes
+// from `stdin_path` (or /dev/null when empty).
 // The destructor kills the whole group (SIGKILL) and reaps it.
 class ChildProcess {
  public:
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
       const std::string& path, const std::vector<std::string>& args,
       const std::map<std::string, std::string>& env,
-      const std::string& log_path = "");
+      const std::string& log_path = "", const std::string& stdin_path = "");
   ~ChildProcess();
 
   pid_t pid() const { return pid_; }

@@ -6,35 +6,24 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "tests/support/test_support.h"
+
 namespace iot2mqtt::bench {
 
-// A child process with its stdout/stderr to `log` (or /dev/null), stdin from
-// `input` (or /dev/null); killed (SIGKILL) on destruction unless reaped.
-class Child {
- public:
-  Child(const std::string& path, const std::vector<std::string>& args,
-        const std::map<std::string, std::string>& env,
-        const std::string& log = "", const std::string& input = "");
-  ~Child();
-  pid_t pid() const { return pid_; }
-  // Exit code (or 128 + signal); -1 on timeout.
-  int Wait(double timeout_s);
-  void Signal(int signal_number);
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-};
+// Starts a child process (tests/support ChildProcess: own process group,
+// killed on destruction); on failure prints why and exits 1.
+std::unique_ptr<testing::ChildProcess> StartOrDie(
+    const std::string& path, const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& env, const std::string& log = "",
+    const std::string& input = "");
 
 // The build tree's bin/ directory: $IOT2MQTT_BINARY_DIR/bin, else the
 // directory of this executable.
 std::string BinDir();
-// "/tmp/iot2mqtt-bench-XXXXXX", created.
-std::string TempDir();
-void WriteFile(const std::string& path, const std::string& content);
 // VmRSS and VmHWM of a process in KiB.
 long RssKib(pid_t pid);
 long PeakRssKib(pid_t pid);

@@ -26,17 +26,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "broker: %s\n", broker.status().ToString().c_str());
     return 1;
   }
-  std::string dir = TempDir();
+  iot2mqtt::testing::TempDir temp;
+  const std::string dir = temp.path();
   std::string devices;
   const char* kinds[] = {"light", "climate", "switch", "motion"};
   for (int i = 0; i < 10; ++i) {
     absl::StrAppend(&devices, i ? "," : "", R"({"device_id": "d)", i,
                     R"(", "type": ")", kinds[i % 4], "\"}");
   }
-  WriteFile(
+  iot2mqtt::testing::WriteFile(
       dir + "/demo.json",
       absl::StrCat(R"({"update_interval": 10, "devices": [)", devices, "]}"));
-  WriteFile(dir + "/empty.env", "");
+  iot2mqtt::testing::WriteFile(dir + "/empty.env", "");
   std::printf(
       "demo connector, 10 devices, idle for %.0f s after a 3 s "
       "warm-up\n",
@@ -44,14 +45,14 @@ int main(int argc, char** argv) {
   std::printf("%-10s %-10s %-10s %-10s %s\n", "binary", "RSS KiB", "peak KiB",
               "CPU %", "threads");
   for (const char* binary : {"iot2mqtt-connector-demo"}) {
-    Child demo(BinDir() + "/" + binary, {},
-               {{"INSTANCE_NAME", "idle"},
-                {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
-                {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
-                {"MQTT_HOST", (*broker)->host()},
-                {"MQTT_PORT", std::to_string((*broker)->port())},
-                {"LOG_LEVEL", "WARNING"}},
-               dir + "/demo.log");
+    auto demo = StartOrDie(BinDir() + "/" + binary, {},
+                           {{"INSTANCE_NAME", "idle"},
+                            {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
+                            {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
+                            {"MQTT_HOST", (*broker)->host()},
+                            {"MQTT_PORT", std::to_string((*broker)->port())},
+                            {"LOG_LEVEL", "WARNING"}},
+                           dir + "/demo.log");
     sdk::Topics topics = *sdk::Topics::Create("IoT2mqtt", "idle");
     auto status = sdk::testing::TopicCapture::Start(
         (*broker)->host(), (*broker)->port(), topics.Status());
@@ -63,12 +64,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     sleep(3);
-    double cpu0 = CpuSeconds(demo.pid());
+    double cpu0 = CpuSeconds(demo->pid());
     absl::Time t0 = absl::Now();
     usleep(static_cast<useconds_t>(seconds * 1e6));
-    double cpu1 = CpuSeconds(demo.pid());
+    double cpu1 = CpuSeconds(demo->pid());
     double wall = absl::ToDoubleSeconds(absl::Now() - t0);
-    std::string task_dir = absl::StrCat("/proc/", demo.pid(), "/task");
+    std::string task_dir = absl::StrCat("/proc/", demo->pid(), "/task");
     int threads = 0;
     {
       std::string cmd = absl::StrCat("ls ", task_dir, " | wc -l");
@@ -78,12 +79,10 @@ int main(int argc, char** argv) {
         pclose(p);
       }
     }
-    std::printf("%-10s %-10ld %-10ld %-10.3f %d\n", "demo", RssKib(demo.pid()),
-                PeakRssKib(demo.pid()), 100.0 * (cpu1 - cpu0) / wall, threads);
-    demo.Signal(SIGTERM);
-    demo.Wait(10);
+    std::printf("%-10s %-10ld %-10ld %-10.3f %d\n", "demo", RssKib(demo->pid()),
+                PeakRssKib(demo->pid()), 100.0 * (cpu1 - cpu0) / wall, threads);
+    demo->Signal(SIGTERM);
+    (void)demo->Wait(absl::Seconds(10));
   }
-  std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
   return 0;
 }

@@ -134,13 +134,14 @@ Result RunMosquittoPub(sdk::testing::LoopbackBroker& broker, int qos, long n,
   std::string topic = absl::StrCat("bench/pub/", qos, "/", run);
   Counter counter(broker.host(), broker.port(), topic, qos, n);
   auto t0 = Clock::now();
-  Child pub("/usr/bin/mosquitto_pub",
-            {"-h", broker.host(), "-p", std::to_string(broker.port()), "-t",
-             topic, "-q", std::to_string(qos), "-M", "100", "-l"},
-            {}, "", lines);
+  auto pub =
+      StartOrDie("/usr/bin/mosquitto_pub",
+                 {"-h", broker.host(), "-p", std::to_string(broker.port()),
+                  "-t", topic, "-q", std::to_string(qos), "-M", "100", "-l"},
+                 {}, "", lines);
   // mosquitto_pub 2.0.11 in line mode may exit before its QoS 1 queue has
   // drained, losing the rest: wait for it to exit, then for stragglers.
-  pub.Wait(60);
+  (void)pub->Wait(absl::Seconds(60));
   Clock::time_point done;
   Result result;
   bool ok = counter.Wait(3, &done);
@@ -167,7 +168,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "broker: %s\n", broker.status().ToString().c_str());
     return 1;
   }
-  std::string dir = TempDir();
+  iot2mqtt::testing::TempDir temp;
+  const std::string dir = temp.path();
   std::string lines = dir + "/lines.txt";
   {
     std::string text;
@@ -176,7 +178,7 @@ int main(int argc, char** argv) {
       text += kPayload;
       text += '\n';
     }
-    WriteFile(lines, text);
+    iot2mqtt::testing::WriteFile(lines, text);
   }
   std::printf(
       "publish throughput, %ld messages of %zu bytes, median of %d "
@@ -210,7 +212,5 @@ int main(int argc, char** argv) {
                 absl::StrCat(pub_received / runs, "/", n).c_str(),
                 ratio.c_str(), Median(call_rates));
   }
-  std::remove(lines.c_str());
-  rmdir(dir.c_str());
   return 0;
 }

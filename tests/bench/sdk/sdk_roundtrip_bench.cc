@@ -33,19 +33,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "broker: %s\n", broker.status().ToString().c_str());
     return 1;
   }
-  std::string dir = TempDir();
-  WriteFile(
+  iot2mqtt::testing::TempDir temp;
+  const std::string dir = temp.path();
+  iot2mqtt::testing::WriteFile(
       dir + "/demo.json",
       R"({"update_interval": 10, "devices": [{"device_id": "light", "type": "light"}]})");
-  WriteFile(dir + "/empty.env", "");
-  Child demo(BinDir() + "/iot2mqtt-connector-demo", {},
-             {{"INSTANCE_NAME", "bench"},
-              {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
-              {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
-              {"MQTT_HOST", (*broker)->host()},
-              {"MQTT_PORT", std::to_string((*broker)->port())},
-              {"LOG_LEVEL", "WARNING"}},
-             dir + "/demo.log");
+  iot2mqtt::testing::WriteFile(dir + "/empty.env", "");
+  auto demo = StartOrDie(BinDir() + "/iot2mqtt-connector-demo", {},
+                         {{"INSTANCE_NAME", "bench"},
+                          {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
+                          {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
+                          {"MQTT_HOST", (*broker)->host()},
+                          {"MQTT_PORT", std::to_string((*broker)->port())},
+                          {"LOG_LEVEL", "WARNING"}},
+                         dir + "/demo.log");
   sdk::Topics topics = *sdk::Topics::Create("IoT2mqtt", "bench");
   auto capture = sdk::testing::TopicCapture::Start(
       (*broker)->host(), (*broker)->port(), topics.CommandResponse("light"));
@@ -97,9 +98,7 @@ int main(int argc, char** argv) {
   std::printf("%-8.3f %-8.3f %-8.3f %-8.3f %-8.3f %d\n", Quantile(copy, 0.5),
               Quantile(copy, 0.9), Quantile(copy, 0.99), Quantile(copy, 1.0),
               ms.empty() ? 0 : sum / ms.size(), failures);
-  demo.Signal(SIGTERM);
-  demo.Wait(10);
-  std::error_code ignored;
-  std::filesystem::remove_all(dir, ignored);
+  demo->Signal(SIGTERM);
+  (void)demo->Wait(absl::Seconds(10));
   return 0;
 }
