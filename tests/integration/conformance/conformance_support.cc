@@ -103,4 +103,43 @@ CheckerReport RunChecker(const std::vector<std::string>& args,
   return report;
 }
 
+void PassesEveryCheck(const Shipped& shipped) {
+  {
+    TestBroker broker;
+    testing::TempDir dir;
+    std::unique_ptr<testing::ChildProcess> connector =
+        StartConnector(broker, dir, shipped.binary, shipped.instance,
+                       shipped.config, shipped.devices);
+    std::vector<std::string> args = {
+        "--port",     absl::StrCat(broker.port()),
+        "--instance", shipped.instance,
+        "--group",    shipped.group,
+        "--pid",      absl::StrCat(connector->pid())};
+    if (!shipped.device.empty()) {
+      args.insert(args.end(), {"--device", shipped.device});
+    }
+    CheckerReport report = RunChecker(args);
+    INFO(report.output);
+    INFO(testing::ReadFile(dir.Join("connector.log")));
+    CHECK(report.exit_code == 0);
+    CHECK(report.Named("FAIL").empty());
+    CHECK(report.Named("SKIP") == std::vector<std::string>{"last-will"});
+    CHECK(report.summary == "21 passed, 0 failed, 1 skipped");
+    absl::StatusOr<int> exit_code = connector->Wait(absl::Seconds(5));
+    CHECK((exit_code.ok() && *exit_code == 0));
+  }
+  TestBroker broker;
+  testing::TempDir dir;
+  std::unique_ptr<testing::ChildProcess> connector =
+      StartConnector(broker, dir, shipped.binary, shipped.instance,
+                     shipped.config, shipped.devices);
+  CheckerReport report = RunChecker(
+      {"--port", absl::StrCat(broker.port()), "--instance", shipped.instance,
+       "--only", "status-online,last-will", "--kill-pid",
+       absl::StrCat(connector->pid()), "--keepalive", "5"});
+  INFO(report.output);
+  CHECK(report.exit_code == 0);
+  CHECK(report.summary == "2 passed, 0 failed, 0 skipped");
+}
+
 }  // namespace iot2mqtt::conformance

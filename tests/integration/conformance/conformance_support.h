@@ -50,6 +50,21 @@ std::unique_ptr<testing::ChildProcess> StartConnector(
 CheckerReport RunChecker(const std::vector<std::string>& args,
                          absl::Duration timeout = absl::Seconds(100));
 
+// A shipped connector, configured for a conformance run.
+struct Shipped {
+  std::string binary;  // In build/bin.
+  std::string instance;
+  std::string config;                // The instance document.
+  std::vector<std::string> devices;  // Waited for before checking.
+  std::string group;
+  std::string device;  // The device the checks use; empty: the checker picks.
+};
+
+// Asserts (Catch2) that `shipped` passes every check: all but last-will
+// (graceful-shutdown stops the connector, which must exit 0), then last-will
+// against a fresh process.
+void PassesEveryCheck(const Shipped& shipped);
+
 }  // namespace iot2mqtt::conformance
 
 #endif  // IOT2MQTT_TESTS_INTEGRATION_CONFORMANCE_CONFORMANCE_SUPPORT_H_

@@ -14,18 +14,6 @@
 namespace iot2mqtt::conformance {
 namespace {
 
-using ::iot2mqtt::testing::ChildProcess;
-using ::iot2mqtt::testing::ReadFile;
-using ::iot2mqtt::testing::TempDir;
-
-struct Shipped {
-  const char* binary;
-  const char* instance;
-  const char* config;
-  std::vector<std::string> devices;  // Waited for before checking.
-  const char* group;
-};
-
 const Shipped& Demo() {
   static const Shipped* demo =
       new Shipped{"iot2mqtt-connector-demo",
@@ -45,7 +33,8 @@ const Shipped& Demo() {
   "groups": [{"group_id": "lights", "devices": ["light1", "plug1"]}]
 })",
                   {"climate1", "light1", "plug1", "motion1"},
-                  "lights"};
+                  "lights",
+                  ""};
   return *demo;
 }
 
@@ -60,43 +49,9 @@ const Shipped& Template() {
   "groups": [{"group_id": "all", "devices": ["switch1", "switch2"]}]
 })",
                                               {"switch1", "switch2"},
-                                              "all"};
+                                              "all",
+                                              ""};
   return *shipped;
-}
-
-// Every check but last-will (graceful-shutdown stops the connector), then
-// last-will against a fresh process.
-void PassesEveryCheck(const Shipped& shipped) {
-  {
-    TestBroker broker;
-    TempDir dir;
-    std::unique_ptr<ChildProcess> connector =
-        StartConnector(broker, dir, shipped.binary, shipped.instance,
-                       shipped.config, shipped.devices);
-    CheckerReport report = RunChecker(
-        {"--port", absl::StrCat(broker.port()), "--instance", shipped.instance,
-         "--group", shipped.group, "--pid", absl::StrCat(connector->pid())});
-    INFO(report.output);
-    INFO(ReadFile(dir.Join("connector.log")));
-    CHECK(report.exit_code == 0);
-    CHECK(report.Named("FAIL").empty());
-    CHECK(report.Named("SKIP") == std::vector<std::string>{"last-will"});
-    CHECK(report.summary == "21 passed, 0 failed, 1 skipped");
-    absl::StatusOr<int> exit_code = connector->Wait(absl::Seconds(5));
-    CHECK((exit_code.ok() && *exit_code == 0));
-  }
-  TestBroker broker;
-  TempDir dir;
-  std::unique_ptr<ChildProcess> connector =
-      StartConnector(broker, dir, shipped.binary, shipped.instance,
-                     shipped.config, shipped.devices);
-  CheckerReport report = RunChecker(
-      {"--port", absl::StrCat(broker.port()), "--instance", shipped.instance,
-       "--only", "status-online,last-will", "--kill-pid",
-       absl::StrCat(connector->pid()), "--keepalive", "5"});
-  INFO(report.output);
-  CHECK(report.exit_code == 0);
-  CHECK(report.summary == "2 passed, 0 failed, 0 skipped");
 }
 
 #ifdef IOT2MQTT_HAVE_DEMO_CONNECTOR
