@@ -29,6 +29,22 @@ std::unique_ptr<testing::ChildProcess> StartOrDie(
   return *std::move(child);
 }
 
+std::unique_ptr<testing::ChildProcess> StartDemo(
+    const std::string& dir, const std::string& instance,
+    const std::string& instance_json, const std::string& mqtt_host,
+    int mqtt_port) {
+  testing::WriteFile(dir + "/demo.json", instance_json);
+  testing::WriteFile(dir + "/empty.env", "");
+  return StartOrDie(BinDir() + "/iot2mqtt-connector-demo", {},
+                    {{"INSTANCE_NAME", instance},
+                     {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
+                     {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
+                     {"MQTT_HOST", mqtt_host},
+                     {"MQTT_PORT", std::to_string(mqtt_port)},
+                     {"LOG_LEVEL", "WARNING"}},
+                    dir + "/demo.log");
+}
+
 std::string BinDir() {
   const char* dir = std::getenv("IOT2MQTT_BINARY_DIR");
   if (dir != nullptr && *dir != '\0') return std::string(dir) + "/bin";

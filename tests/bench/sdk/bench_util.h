@@ -21,6 +21,14 @@ std::unique_ptr<testing::ChildProcess> StartOrDie(
     const std::map<std::string, std::string>& env, const std::string& log = "",
     const std::string& input = "");
 
+// Starts build/bin/iot2mqtt-connector-demo as `instance` with
+// `instance_json` as its instance document (written to `dir`), connected to
+// the broker at host:port, logging WARNING and up to dir/demo.log.
+std::unique_ptr<testing::ChildProcess> StartDemo(
+    const std::string& dir, const std::string& instance,
+    const std::string& instance_json, const std::string& mqtt_host,
+    int mqtt_port);
+
 // The build tree's bin/ directory: $IOT2MQTT_BINARY_DIR/bin, else the
 // directory of this executable.
 std::string BinDir();

@@ -34,55 +34,45 @@ int main(int argc, char** argv) {
     absl::StrAppend(&devices, i ? "," : "", R"({"device_id": "d)", i,
                     R"(", "type": ")", kinds[i % 4], "\"}");
   }
-  iot2mqtt::testing::WriteFile(
-      dir + "/demo.json",
-      absl::StrCat(R"({"update_interval": 10, "devices": [)", devices, "]}"));
-  iot2mqtt::testing::WriteFile(dir + "/empty.env", "");
+  const std::string instance_json =
+      absl::StrCat(R"({"update_interval": 10, "devices": [)", devices, "]}");
   std::printf(
       "demo connector, 10 devices, idle for %.0f s after a 3 s "
       "warm-up\n",
       seconds);
   std::printf("%-10s %-10s %-10s %-10s %s\n", "binary", "RSS KiB", "peak KiB",
               "CPU %", "threads");
-  for (const char* binary : {"iot2mqtt-connector-demo"}) {
-    auto demo = StartOrDie(BinDir() + "/" + binary, {},
-                           {{"INSTANCE_NAME", "idle"},
-                            {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
-                            {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
-                            {"MQTT_HOST", (*broker)->host()},
-                            {"MQTT_PORT", std::to_string((*broker)->port())},
-                            {"LOG_LEVEL", "WARNING"}},
-                           dir + "/demo.log");
-    sdk::Topics topics = *sdk::Topics::Create("IoT2mqtt", "idle");
-    auto status = sdk::testing::TopicCapture::Start(
-        (*broker)->host(), (*broker)->port(), topics.Status());
-    if (!status.ok() || !(*status)->WaitFor(
-                            topics.Status(),
-                            [](const auto& m) { return m.payload == "online"; },
-                            absl::Seconds(10))) {
-      std::fprintf(stderr, "demo connector did not come online\n");
-      return 1;
-    }
-    sleep(3);
-    double cpu0 = CpuSeconds(demo->pid());
-    absl::Time t0 = absl::Now();
-    usleep(static_cast<useconds_t>(seconds * 1e6));
-    double cpu1 = CpuSeconds(demo->pid());
-    double wall = absl::ToDoubleSeconds(absl::Now() - t0);
-    std::string task_dir = absl::StrCat("/proc/", demo->pid(), "/task");
-    int threads = 0;
-    {
-      std::string cmd = absl::StrCat("ls ", task_dir, " | wc -l");
-      FILE* p = popen(cmd.c_str(), "r");
-      if (p != nullptr) {
-        if (std::fscanf(p, "%d", &threads) != 1) threads = 0;
-        pclose(p);
-      }
-    }
-    std::printf("%-10s %-10ld %-10ld %-10.3f %d\n", "demo", RssKib(demo->pid()),
-                PeakRssKib(demo->pid()), 100.0 * (cpu1 - cpu0) / wall, threads);
-    demo->Signal(SIGTERM);
-    (void)demo->Wait(absl::Seconds(10));
+  auto demo = StartDemo(dir, "idle", instance_json, (*broker)->host(),
+                        (*broker)->port());
+  sdk::Topics topics = *sdk::Topics::Create("IoT2mqtt", "idle");
+  auto status = sdk::testing::TopicCapture::Start(
+      (*broker)->host(), (*broker)->port(), topics.Status());
+  if (!status.ok() ||
+      !(*status)->WaitFor(
+          topics.Status(), [](const auto& m) { return m.payload == "online"; },
+          absl::Seconds(10))) {
+    std::fprintf(stderr, "demo connector did not come online\n");
+    return 1;
   }
+  sleep(3);
+  double cpu0 = CpuSeconds(demo->pid());
+  absl::Time t0 = absl::Now();
+  usleep(static_cast<useconds_t>(seconds * 1e6));
+  double cpu1 = CpuSeconds(demo->pid());
+  double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+  std::string task_dir = absl::StrCat("/proc/", demo->pid(), "/task");
+  int threads = 0;
+  {
+    std::string cmd = absl::StrCat("ls ", task_dir, " | wc -l");
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p != nullptr) {
+      if (std::fscanf(p, "%d", &threads) != 1) threads = 0;
+      pclose(p);
+    }
+  }
+  std::printf("%-10s %-10ld %-10ld %-10.3f %d\n", "demo", RssKib(demo->pid()),
+              PeakRssKib(demo->pid()), 100.0 * (cpu1 - cpu0) / wall, threads);
+  demo->Signal(SIGTERM);
+  (void)demo->Wait(absl::Seconds(10));
   return 0;
 }

@@ -35,18 +35,10 @@ int main(int argc, char** argv) {
   }
   iot2mqtt::testing::TempDir temp;
   const std::string dir = temp.path();
-  iot2mqtt::testing::WriteFile(
-      dir + "/demo.json",
-      R"({"update_interval": 10, "devices": [{"device_id": "light", "type": "light"}]})");
-  iot2mqtt::testing::WriteFile(dir + "/empty.env", "");
-  auto demo = StartOrDie(BinDir() + "/iot2mqtt-connector-demo", {},
-                         {{"INSTANCE_NAME", "bench"},
-                          {"IOT2MQTT_INSTANCE_FILE", dir + "/demo.json"},
-                          {"IOT2MQTT_ENV_FILE", dir + "/empty.env"},
-                          {"MQTT_HOST", (*broker)->host()},
-                          {"MQTT_PORT", std::to_string((*broker)->port())},
-                          {"LOG_LEVEL", "WARNING"}},
-                         dir + "/demo.log");
+  auto demo = StartDemo(
+      dir, "bench",
+      R"({"update_interval": 10, "devices": [{"device_id": "light", "type": "light"}]})",
+      (*broker)->host(), (*broker)->port());
   sdk::Topics topics = *sdk::Topics::Create("IoT2mqtt", "bench");
   auto capture = sdk::testing::TopicCapture::Start(
       (*broker)->host(), (*broker)->port(), topics.CommandResponse("light"));
