@@ -49,30 +49,6 @@ std::string Printable(absl::string_view text) {
   return absl::StrCat(absl::CHexEscape(text.substr(0, kMax)), "...");
 }
 
-// An I/O failure on `path`, mapped to what the caller can do about it.
-absl::Status StorageError(int error, absl::string_view action,
-                          const std::string& path) {
-  std::string message =
-      absl::StrCat("cannot ", action, " ", path, ": ", ErrnoText(error));
-  switch (error) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return common::WithReason(absl::ResourceExhaustedError(message),
-                                kStorageFull, {{"path", path}});
-    case EACCES:
-    case EPERM:
-    case EROFS:
-    case ENOENT:
-    case ENOTDIR:
-      return common::WithReason(absl::UnavailableError(message),
-                                kStorageUnavailable, {{"path", path}});
-    default:
-      return common::WithReason(absl::InternalError(message), kStorageIoError,
-                                {{"path", path}});
-  }
-}
-
 absl::Status NotFound(absl::string_view mac) {
   return common::WithReason(absl::NotFoundError(absl::StrCat(
                                 "no device config for MAC address ", mac)),

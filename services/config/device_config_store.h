@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "services/config/file_io.h"
 
 namespace iot2mqtt::config {
 
@@ -36,9 +37,9 @@ inline constexpr char kContentRequired[] = "CONTENT_REQUIRED";
 inline constexpr char kInvalidContent[] = "INVALID_CONTENT";
 inline constexpr char kDeviceConfigNotFound[] = "DEVICE_CONFIG_NOT_FOUND";
 inline constexpr char kDeviceConfigCorrupt[] = "DEVICE_CONFIG_CORRUPT";
-inline constexpr char kStorageUnavailable[] = "STORAGE_UNAVAILABLE";
-inline constexpr char kStorageFull[] = "STORAGE_FULL";
-inline constexpr char kStorageIoError[] = "STORAGE_IO_ERROR";
+
+
+
 
 // Summary fields taken from the content keys `deviceName` (string),
 // `deviceEntityId` (string) and `enableOTA` (bool); unset when the key is
