@@ -10,6 +10,7 @@
 #include "gateway/openapi.h"
 #include "gateway/transcoder.h"
 #include "google/protobuf/message.h"
+#include "iot2mqtt/config/v1/config_service.pb.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/telemetry/v1/telemetry_service.pb.h"
 #include "prometheus/text_serializer.h"
@@ -28,6 +29,14 @@ constexpr char kGetHealth[] =
     "/iot2mqtt.telemetry.v1.TelemetryService/GetHealth";
 constexpr char kGetMetrics[] =
     "/iot2mqtt.telemetry.v1.TelemetryService/GetMetrics";
+
+constexpr char kConfigService[] = "iot2mqtt.config.v1.ConfigService";
+constexpr char kLoginRpc[] = "/iot2mqtt.config.v1.ConfigService/Login";
+constexpr char kVerifyTokenRpc[] =
+    "/iot2mqtt.config.v1.ConfigService/VerifyToken";
+// Metadata carrying the HTTP client's address to the config service (a
+// first login sets the access key only from the machine itself).
+constexpr char kClientAddressMetadata[] = "x-client-address";
 
 constexpr char kHealthRoute[] = "/api/health";
 constexpr char kMetricsRoute[] = "/metrics";
@@ -109,7 +118,9 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(
 Gateway::Gateway(GatewayOptions options, RouteTable routes)
     : options_(std::move(options)),
       routes_(std::move(routes)),
-      registry_(std::make_shared<prometheus::Registry>()) {
+      registry_(std::make_shared<prometheus::Registry>()),
+      login_limiter_(options_.max_failed_logins,
+                     options_.login_failure_window) {
   for (const BackendSpec& spec : options_.backends) {
     auto backend = std::make_unique<Backend>();
     backend->spec = spec;
@@ -126,6 +137,10 @@ Gateway::Gateway(GatewayOptions options, RouteTable routes)
       backend_by_service_[service] = backend.get();
     }
     backends_.push_back(std::move(backend));
+  }
+  if (auto it = backend_by_service_.find(kConfigService);
+      it != backend_by_service_.end()) {
+    auth_backend_ = it->second;
   }
   openapi_json_ = BuildOpenApiJson(routes_);
   docs_html_ = BuildDocsHtml(routes_);
@@ -188,16 +203,79 @@ void Gateway::Shutdown() {
   server_->Shutdown();
   // ...then backend calls still running are cancelled, and we wait for
   // their callbacks, which reference the server's io_context.
+  std::vector<std::shared_ptr<SseBridge>> streams;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    accepting_calls_ = false;
+    for (PendingCall* call : calls_) call->context.TryCancel();
+    for (auto& [raw, weak] : streams_) {
+      if (std::shared_ptr<SseBridge> bridge = weak.lock()) {
+        streams.push_back(std::move(bridge));
+      }
+    }
+  }
+  for (const std::shared_ptr<SseBridge>& bridge : streams) bridge->Cancel();
+  streams.clear();
   absl::MutexLock lock(&calls_mu_);
-  accepting_calls_ = false;
-  for (PendingCall* call : calls_) call->context.TryCancel();
-  calls_mu_.Await(absl::Condition(
-      +[](std::set<PendingCall*>* calls) { return calls->empty(); }, &calls_));
+  calls_mu_.Await(absl::Condition(this, &Gateway::NoCallsLeft));
+}
+
+bool Gateway::NoCallsLeft() const { return calls_.empty() && streams_.empty(); }
+
+void Gateway::HandleStream(const Route& route, Backend* backend,
+                           std::unique_ptr<Message> message,
+                           const HttpRequest& request, Responder respond) {
+  // EventSource reconnects with Last-Event-ID: resume there unless the
+  // query says otherwise.
+  const google::protobuf::FieldDescriptor* after =
+      message->GetDescriptor()->FindFieldByName("after");
+  if (after != nullptr &&
+      after->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+      !after->is_repeated() &&
+      message->GetReflection()->GetString(*message, after).empty()) {
+    message->GetReflection()->SetString(message.get(), after,
+                                        LastEventIdOf(request));
+  }
+  auto stream = std::make_shared<ResponseStream>();
+  SseCall call;
+  call.stub = backend->stub.get();
+  call.rpc_path = route.rpc_path;
+  call.request = message->SerializeAsString();
+  call.response_type = route.method->output_type();
+  call.correlation_id = request.correlation_id;
+  call.backend = backend->spec.name;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (!accepting_calls_) {
+      respond(Error(GatewayError(503, absl::StatusCode::kUnavailable,
+                                 "the gateway is shutting down",
+                                 "BACKEND_UNAVAILABLE"),
+                    request, route.path.text()));
+      return;
+    }
+    // Registered before it starts, so on_done always finds it.
+    auto holder = std::make_shared<SseBridge*>(nullptr);
+    std::shared_ptr<SseBridge> bridge = SseBridge::Start(
+        std::move(call), stream, SseOptions(),
+        [this, holder](const grpc::Status&) {
+          absl::MutexLock done_lock(&calls_mu_);
+          streams_.erase(*holder);
+        });
+    // on_done can't run before this: it takes calls_mu_.
+    *holder = bridge.get();
+    streams_[bridge.get()] = bridge;
+  }
+  HttpResponse response;
+  response.route = route.path.text();
+  response.content_type = kSseContentType;
+  response.stream = std::move(stream);
+  respond(std::move(response));
 }
 
 void Gateway::Call(Backend* backend, const std::string& rpc_path,
                    const Message& request, absl::Duration deadline,
-                   const std::string& correlation_id, CallDone done) {
+                   const std::string& correlation_id, CallDone done,
+                   std::vector<std::pair<std::string, std::string>> metadata) {
   auto call = std::make_shared<PendingCall>();
   {
     absl::MutexLock lock(&calls_mu_);
@@ -211,6 +289,9 @@ void Gateway::Call(Backend* backend, const std::string& rpc_path,
   }
   call->context.set_deadline(DeadlineAfter(deadline));
   call->context.AddMetadata(common::kCorrelationIdMetadata, correlation_id);
+  for (const auto& [key, value] : metadata) {
+    call->context.AddMetadata(key, value);
+  }
   std::string bytes = request.SerializeAsString();
   grpc::Slice slice(std::move(bytes));
   call->request = grpc::ByteBuffer(&slice, 1);
@@ -243,6 +324,123 @@ void Gateway::Call(Backend* backend, const std::string& rpc_path,
 void Gateway::Handle(HttpRequest request, Responder respond) {
   // HEAD is GET without the body (the server drops it).
   if (request.method == "HEAD") request.method = "GET";
+  if (options_.auth_mode == AuthMode::kDisabled) {
+    Dispatch(std::move(request), std::move(respond), "anonymous");
+    return;
+  }
+  if (request.method == "OPTIONS" ||
+      IsPublicRoute(request.method, request.path)) {
+    Dispatch(std::move(request), std::move(respond), "");
+    return;
+  }
+  // Streams (WebSocket, Server-Sent Events) may carry the token in the
+  // query: browsers open them without custom headers.
+  bool stream = false;
+  if (request.method == "GET") {
+    RouteMatch match = routes_.Match("GET", request.path);
+    stream = IsWebSocketUpgrade(request) ||
+             (match.route != nullptr && match.route->streaming);
+  }
+  std::string token = BearerTokenOf(request, stream);
+  std::string correlation_id = request.correlation_id;
+  auto shared = std::make_shared<HttpRequest>(std::move(request));
+  Authenticate(
+      token, correlation_id,
+      [this, shared, respond = std::move(respond)](
+          const grpc::Status& status, const std::string& subject) mutable {
+        if (!status.ok()) {
+          HttpResponse error =
+              ErrorResponse(BackendError(status, "config"),
+                            shared->correlation_id);
+          if (error.status == 401) {
+            error.headers.emplace_back("WWW-Authenticate", "Bearer");
+          }
+          respond(std::move(error));
+          return;
+        }
+        Dispatch(std::move(*shared), std::move(respond), subject);
+      });
+}
+
+void Gateway::Authenticate(
+    const std::string& token, const std::string& correlation_id,
+    std::function<void(const grpc::Status&, const std::string& subject)>
+        next) {
+  if (token.empty()) {
+    next(common::ToGrpcStatus(common::WithReason(
+             absl::UnauthenticatedError(
+                 "Not authenticated: send \"Authorization: Bearer <token>\" "
+                 "with a token from POST /api/auth/login"),
+             kAuthRequired)),
+         "");
+    return;
+  }
+  if (std::optional<std::string> subject =
+          token_cache_.Lookup(token, absl::Now())) {
+    next(grpc::Status::OK, *subject);
+    return;
+  }
+  if (auth_backend_ == nullptr) {
+    next(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "no config service to check tokens"),
+         "");
+    return;
+  }
+  config::v1::VerifyTokenRequest verify;
+  verify.set_token(token);
+  Call(auth_backend_, kVerifyTokenRpc, verify, options_.backend_deadline,
+       correlation_id,
+       [this, token, next = std::move(next)](const grpc::Status& status,
+                                             const std::string& bytes) {
+         if (!status.ok()) {
+           next(status, "");
+           return;
+         }
+         config::v1::VerifyTokenResponse reply;
+         if (!reply.ParseFromString(bytes)) {
+           next(grpc::Status(grpc::StatusCode::INTERNAL,
+                             "unreadable VerifyToken answer"),
+                "");
+           return;
+         }
+         absl::Time expires =
+             absl::FromUnixSeconds(reply.expires_at().seconds());
+         token_cache_.Insert(token, reply.subject(), expires);
+         next(grpc::Status::OK, reply.subject());
+       });
+}
+
+bool Gateway::HandleAuthRoute(const HttpRequest& request, Responder& respond,
+                              const std::string& subject) {
+  const bool check = request.path == kAuthCheckPath;
+  if (!check && request.path != kAuthVerifyPath) return false;
+  const char* method = check ? "GET" : "POST";
+  if (request.method == "OPTIONS") {
+    respond(Options({method}, request.path));
+    return true;
+  }
+  if (request.method != method) {
+    respond(MethodNotAllowed(request, {method}, request.path));
+    return true;
+  }
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key(check ? "authenticated" : "valid");
+  writer.Bool(true);
+  writer.Key("user");
+  writer.String(subject.c_str());
+  writer.EndObject();
+  HttpResponse response;
+  response.route = request.path;
+  response.body.assign(buffer.GetString(), buffer.GetSize());
+  respond(std::move(response));
+  return true;
+}
+
+void Gateway::Dispatch(HttpRequest request, Responder respond,
+                       const std::string& subject) {
+  if (HandleAuthRoute(request, respond, subject)) return;
   if (HandleBuiltIn(request, respond)) return;
   RouteMatch match = routes_.Match(request.method, request.path);
   switch (match.outcome) {
@@ -343,7 +541,41 @@ void Gateway::HandleRoute(const Route& route,
                   route.path.text()));
     return;
   }
+  if (route.streaming) {
+    HandleStream(route, backend, std::move(message), request,
+                 std::move(respond));
+    return;
+  }
   std::string correlation_id = request.correlation_id;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  if (route.rpc_path == kLoginRpc) {
+    // Failed logins are limited per client address.
+    const std::string address = request.remote_address;
+    absl::Duration wait = login_limiter_.RetryAfter(address, absl::Now());
+    if (wait > absl::ZeroDuration()) {
+      int64_t seconds = absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1)));
+      HttpResponse error = Error(
+          GatewayError(429, absl::StatusCode::kResourceExhausted,
+                       absl::StrCat("too many failed logins from this "
+                                    "address; try again in ",
+                                    seconds, " s"),
+                       kTooManyLoginAttempts,
+                       {{"retry_after_seconds", absl::StrCat(seconds)}}),
+          request, route.path.text());
+      error.headers.emplace_back("Retry-After", absl::StrCat(seconds));
+      respond(std::move(error));
+      return;
+    }
+    metadata.emplace_back(kClientAddressMetadata, address);
+    respond = [this, address, inner = std::move(respond)](HttpResponse r) {
+      if (r.status == 401) {
+        login_limiter_.RecordFailure(address, absl::Now());
+      } else if (r.status == 200) {
+        login_limiter_.RecordSuccess(address);
+      }
+      inner(std::move(r));
+    };
+  }
   Call(backend, route.rpc_path, *message, options_.backend_deadline,
        correlation_id,
        [this, &route, respond = std::move(respond), correlation_id,
@@ -392,9 +624,11 @@ void Gateway::HandleRoute(const Route& route,
            response.content_type.clear();
          } else {
            response.body = std::move(rendered.json);
+           response.content_type = std::move(rendered.content_type);
          }
          respond(std::move(response));
-       });
+       },
+       std::move(metadata));
 }
 
 namespace {

@@ -29,9 +29,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "gateway/auth.h"
 #include "gateway/gateway_options.h"
 #include "gateway/http_server.h"
 #include "gateway/route_table.h"
+#include "gateway/sse_bridge.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -80,10 +82,29 @@ class Gateway final : public RequestHandler {
 
   void Call(Backend* backend, const std::string& rpc_path,
             const google::protobuf::Message& request, absl::Duration deadline,
-            const std::string& correlation_id, CallDone done);
+            const std::string& correlation_id, CallDone done,
+            std::vector<std::pair<std::string, std::string>> metadata = {});
+  // Serves an authenticated (or public) request.
+  void Dispatch(HttpRequest request, Responder respond,
+                const std::string& subject);
+  // Resolves `token` to its subject (cache, else the config service's
+  // VerifyToken) and calls `next` with it or with the reason it's refused.
+  void Authenticate(const std::string& token,
+                    const std::string& correlation_id,
+                    std::function<void(const grpc::Status&,
+                                       const std::string& subject)>
+                        next);
+  // The answer to /api/auth/check and /api/auth/verify.
+  bool HandleAuthRoute(const HttpRequest& request, Responder& respond,
+                       const std::string& subject);
+  // A server-streaming route: Server-Sent Events through an SseBridge.
+  void HandleStream(const Route& route, Backend* backend,
+                    std::unique_ptr<google::protobuf::Message> message,
+                    const HttpRequest& request, Responder respond);
   void HandleRoute(const Route& route,
                    const std::vector<PathTemplate::Binding>& bindings,
                    HttpRequest request, Responder respond);
+  bool NoCallsLeft() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_);
   void HandleHealth(const HttpRequest& request, Responder respond);
   void HandleMetrics(const HttpRequest& request, Responder respond);
   // True when `request` was for a built-in route (and is answered).
@@ -104,7 +125,14 @@ class Gateway final : public RequestHandler {
 
   absl::Mutex calls_mu_;
   std::set<PendingCall*> calls_ ABSL_GUARDED_BY(calls_mu_);
+  // Open SSE streams, cancelled at shutdown.
+  std::map<SseBridge*, std::weak_ptr<SseBridge>> streams_
+      ABSL_GUARDED_BY(calls_mu_);
   bool accepting_calls_ ABSL_GUARDED_BY(calls_mu_) = true;
+
+  Backend* auth_backend_ = nullptr;  // Serves Login/VerifyToken.
+  LoginLimiter login_limiter_;
+  TokenCache token_cache_;
 
   std::unique_ptr<HttpServer> server_;
   bool shut_down_ = false;

@@ -63,6 +63,19 @@ absl::StatusOr<GatewayOptions> LoadGatewayOptions(sdk::EnvReader& env) {
       absl::Seconds(env.Int("GATEWAY_READ_TIMEOUT_SECONDS", 30, 1, 3600));
   options.backend_deadline = absl::Milliseconds(
       env.Int("GATEWAY_BACKEND_DEADLINE_MS", 10000, 1, 3600 * 1000));
+  std::string auth_mode = env.String("AUTH_MODE", "required");
+  if (auth_mode == "required") {
+    options.auth_mode = AuthMode::kRequired;
+  } else if (auth_mode == "disabled") {
+    options.auth_mode = AuthMode::kDisabled;
+  } else {
+    env.AddProblem(absl::StrCat("AUTH_MODE=\"", auth_mode,
+                                "\" is not \"required\" or \"disabled\""));
+  }
+  options.max_failed_logins =
+      static_cast<int>(env.Int("AUTH_MAX_FAILED_LOGINS", 5, 1, 1000));
+  options.login_failure_window =
+      absl::Seconds(env.Int("AUTH_LOGIN_WINDOW_SECONDS", 60, 1, 86400));
   if (absl::Status s = env.Finish(); !s.ok()) return s;
   return options;
 }

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gateway/auth.h"
 #include "iot2mqtt/sdk/env.h"
 
 namespace iot2mqtt::gateway {
@@ -35,6 +36,11 @@ struct GatewayOptions {
   absl::Duration telemetry_deadline = absl::Seconds(2);
   // How long Shutdown() lets in-flight requests finish.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // kDisabled: no route needs a token (trusted networks only).
+  AuthMode auth_mode = AuthMode::kRequired;
+  // Failed logins allowed per client address within the window.
+  int max_failed_logins = 5;
+  absl::Duration login_failure_window = absl::Minutes(1);
 };
 
 // The services the gateway fronts, each with the variable holding its
@@ -50,7 +56,8 @@ std::vector<BackendDefinition> BackendDefinitions();
 // Reads GATEWAY_LISTEN_ADDR, CONFIG_SERVICE_ADDR (one variable per backend),
 // CORS_ORIGINS, GATEWAY_THREADS, GATEWAY_MAX_BODY_BYTES,
 // GATEWAY_MAX_HEADER_BYTES, GATEWAY_READ_TIMEOUT_SECONDS,
-// GATEWAY_BACKEND_DEADLINE_MS. Every problem is reported in one
+// GATEWAY_BACKEND_DEADLINE_MS, AUTH_MODE (required|disabled),
+// AUTH_MAX_FAILED_LOGINS, AUTH_LOGIN_WINDOW_SECONDS. Every problem is reported in one
 // INVALID_ARGUMENT status. (LOG_LEVEL is main()'s.)
 absl::StatusOr<GatewayOptions> LoadGatewayOptions(sdk::EnvReader& env);
 

@@ -1,5 +1,6 @@
 #include "gateway/http_server.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/error.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
@@ -58,6 +60,113 @@ std::string CorrelationIdFor(absl::string_view header) {
   return sane ? std::string(header) : common::NewCorrelationId();
 }
 
+ResponseStream::ResponseStream(size_t max_buffered_bytes)
+    : max_buffered_bytes_(max_buffered_bytes) {}
+
+ResponseStream::~ResponseStream() = default;
+
+bool ResponseStream::Write(std::string chunk) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || ended_) return false;
+    if (chunk.empty()) return true;
+    if (chunk.size() <= max_buffered_bytes_ &&
+        buffered_bytes_ <= max_buffered_bytes_ - chunk.size()) {
+      buffered_bytes_ += chunk.size();
+      queue_.push_back(std::move(chunk));
+      NotifyLocked();
+      return true;
+    }
+    overflowed_ = true;
+  }
+  CloseAndNotify();
+  return false;
+}
+
+void ResponseStream::End() {
+  absl::MutexLock lock(&mu_);
+  if (closed_ || ended_) return;
+  ended_ = true;
+  NotifyLocked();
+}
+
+void ResponseStream::Close() { CloseAndNotify(); }
+
+void ResponseStream::SetOnClose(std::function<void()> on_close) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!on_close_ran_) {
+      on_close_ = std::move(on_close);
+      return;
+    }
+  }
+  if (on_close) on_close();  // Closed already.
+}
+
+bool ResponseStream::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_ || ended_;
+}
+
+void ResponseStream::NotifyLocked() {
+  if (notify_ && !notify_pending_) {
+    notify_pending_ = true;
+    notify_();
+  }
+}
+
+void ResponseStream::Attach(std::function<void()> notify) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) return;
+  notify_ = std::move(notify);
+  notify_pending_ = false;
+}
+
+ResponseStream::Take ResponseStream::TakeChunks(
+    std::vector<std::string>* chunks) {
+  absl::MutexLock lock(&mu_);
+  notify_pending_ = false;
+  if (closed_) return Take::kClosed;
+  if (chunks == nullptr) return Take::kIdle;
+  if (!queue_.empty()) {
+    chunks->swap(queue_);
+    queue_.clear();
+    return Take::kData;
+  }
+  return ended_ ? Take::kEnded : Take::kIdle;
+}
+
+void ResponseStream::Written(size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  buffered_bytes_ -= std::min(bytes, buffered_bytes_);
+}
+
+bool ResponseStream::overflowed() const {
+  absl::MutexLock lock(&mu_);
+  return overflowed_;
+}
+
+void ResponseStream::CloseAndNotify() {
+  std::function<void()> on_close;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      closed_ = true;
+      queue_.clear();
+      buffered_bytes_ = 0;
+      // Wake the session so it closes the connection, then forget it.
+      NotifyLocked();
+      notify_ = nullptr;
+    }
+    if (!on_close_ran_) {
+      on_close_ran_ = true;
+      on_close = std::move(on_close_);
+      on_close_ = nullptr;
+    }
+  }
+  if (on_close) on_close();
+}
+
 namespace {
 
 absl::string_view View(beast::string_view s) {
@@ -71,7 +180,6 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
   return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       absl::ToChronoNanoseconds(d));
 }
-
 
 bool IsParseError(const error_code& ec) {
   return ec.category() ==
@@ -119,6 +227,9 @@ class HttpServer::Impl {
   void Accept();
   void Register(const std::shared_ptr<Session>& session);
   void Unregister(Session* session);
+  // Remembers a streaming answer so Shutdown can close it wherever it is;
+  // closes it at once when the server is stopping.
+  void AdoptStream(const std::shared_ptr<ResponseStream>& stream);
 
   // Logs the request and tells the handler (metrics).
   void Finish(absl::string_view method, absl::string_view path,
@@ -145,6 +256,7 @@ class HttpServer::Impl {
   CorsPolicy cors_;
   absl::Mutex mu_;
   std::map<Session*, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<ResponseStream>> streams_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> in_progress_{0};
   std::atomic<bool> stopping_{false};
   bool shut_down_ = false;  // Only touched by the owning thread.
@@ -182,13 +294,25 @@ class Session : public std::enable_shared_from_this<Session> {
   // response.
   void StopIfIdle() {
     close_after_response_ = true;
+    if (state_ == State::kStreaming ||
+        (state_ == State::kDraining && streamed_)) {
+      Close();  // Streams don't hold the grace period.
+      return;
+    }
     if (state_ == State::kReading && buffer_.size() == 0 &&
         (!parser_ || !parser_->got_some())) {
       Close();
     }
   }
 
-  enum class State { kReading, kHandling, kWriting, kDraining, kClosed };
+  enum class State {
+    kReading,
+    kHandling,
+    kWriting,
+    kStreaming,  // Headers or chunks of a streaming answer.
+    kDraining,
+    kClosed
+  };
 
   void ArmTimer(absl::Duration timeout) {
     uint64_t generation = ++timer_generation_;
@@ -213,6 +337,7 @@ class Session : public std::enable_shared_from_this<Session> {
         socket_.cancel(ignored);
         break;
       case State::kWriting:
+      case State::kStreaming:
       case State::kDraining:
         Close();
         break;
@@ -362,6 +487,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     request.body = std::move(message.body());
     request.correlation_id = correlation_id_;
+    {
+      error_code ec;
+      net::ip::address remote = socket_.remote_endpoint(ec).address();
+      if (remote.is_v6() && remote.to_v6().is_v4_mapped()) {
+        remote = net::ip::make_address_v4(net::ip::v4_mapped, remote.to_v6());
+      }
+      if (!ec) request.remote_address = remote.to_string();
+    }
     origin_ = request.Header("origin");
 
     const CorsPolicy& cors = server_->cors_;
@@ -380,7 +513,11 @@ class Session : public std::enable_shared_from_this<Session> {
     auto answered = std::make_shared<std::atomic<bool>>(false);
     server_->handler_->Handle(
         std::move(request), [self, answered](HttpResponse response) {
-          if (answered->exchange(true)) return;
+          if (answered->exchange(true)) {
+            if (response.stream) response.stream->Close();
+            return;
+          }
+          if (response.stream) self->server_->AdoptStream(response.stream);
           net::post(self->socket_.get_executor(),
                     [self, response = std::move(response)]() mutable {
                       self->Respond(std::move(response));
@@ -389,7 +526,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Respond(HttpResponse response) {
-    if (state_ != State::kHandling) return;
+    if (state_ != State::kHandling) {
+      if (response.stream) response.stream->Close();
+      return;
+    }
+    if (response.stream) {
+      StartStream(std::move(response));
+      return;
+    }
     server_->Finish(method_, path_, correlation_id_, response, start_);
     Write(std::move(response),
           !keep_alive_ || close_after_response_ || server_->stopping_.load());
@@ -420,18 +564,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto message = std::make_shared<http::response<http::string_body>>();
     message->version(version_);
     message->result(static_cast<unsigned>(response.status));
-    if (const char* reason = ReasonPhrase(response.status)) {
-      message->reason(reason);
-    }
-    message->set("X-Correlation-ID", correlation_id_);
-    for (auto& [name, value] : server_->cors_.ResponseHeaders(origin_)) {
-      if (response.route == "preflight") break;  // Already has its own.
-      message->set(name, value);
-    }
-    for (auto& [name, value] : response.headers) message->insert(name, value);
-    const bool no_body = response.status == 204 || response.status == 304 ||
-                         (response.status >= 100 && response.status < 200);
-    if (!no_body) {
+    SetHeaders(response, message.get());
+    if (!HasNoBody(response.status)) {
       if (!response.content_type.empty()) {
         message->set(http::field::content_type, response.content_type);
       }
@@ -447,6 +581,184 @@ class Session : public std::enable_shared_from_this<Session> {
         socket_, *message,
         [self = shared_from_this(), message, close](
             error_code ec, std::size_t) { self->OnWrite(ec, close); });
+  }
+
+  static bool HasNoBody(int status) {
+    return status == 204 || status == 304 || (status >= 100 && status < 200);
+  }
+
+  // The status line's reason, X-Correlation-ID, CORS and the handler's
+  // headers.
+  void SetHeaders(const HttpResponse& response,
+                  http::response_header<>* message) {
+    if (const char* reason = ReasonPhrase(response.status)) {
+      message->reason(reason);
+    }
+    message->set("X-Correlation-ID", correlation_id_);
+    for (auto& [name, value] : server_->cors_.ResponseHeaders(origin_)) {
+      if (response.route == "preflight") break;  // Already has its own.
+      message->set(name, value);
+    }
+    for (auto& [name, value] : response.headers) message->insert(name, value);
+  }
+
+  // --- Streaming answers ---------------------------------------------------
+  //
+  // kStreaming: the headers go out (timer armed), then a read stays pending
+  // for the rest of the connection (EOF or an error: the client is gone),
+  // and PumpStream writes what the producer queued, one batch at a time,
+  // each under the write timeout. End(): the last batch, then a half-close
+  // and kDraining until the client closes (2 s at most).
+
+  void StartStream(HttpResponse response) {
+    std::shared_ptr<ResponseStream> stream = std::move(response.stream);
+    if (server_->stopping_.load()) {
+      stream->Close();
+      HttpResponse answer = ErrorResponse(
+          GatewayError(503, absl::StatusCode::kUnavailable,
+                       "the server is shutting down", "SHUTTING_DOWN"),
+          correlation_id_);
+      answer.route = response.route;
+      server_->Finish(method_, path_, correlation_id_, answer, start_);
+      Write(std::move(answer), /*close=*/true);
+      return;
+    }
+    server_->Finish(method_, path_, correlation_id_, response, start_);
+    const bool headers_only = HasNoBody(response.status) || method_ == "HEAD";
+    CancelTimer();
+    state_ = State::kStreaming;
+    streamed_ = true;
+    stream_ = std::move(stream);
+    auto message = std::make_shared<http::response<http::empty_body>>();
+    message->version(version_);
+    message->result(static_cast<unsigned>(response.status));
+    SetHeaders(response, message.get());
+    if (!HasNoBody(response.status) && !response.content_type.empty()) {
+      message->set(http::field::content_type, response.content_type);
+    }
+    if (message->find(http::field::cache_control) == message->end()) {
+      message->set(http::field::cache_control, "no-cache");
+    }
+    if (message->find("X-Accel-Buffering") == message->end()) {
+      message->set("X-Accel-Buffering", "no");
+    }
+    // No Content-Length: the body ends when the connection closes.
+    message->set(http::field::connection, "close");
+    auto serializer =
+        std::make_shared<http::response_serializer<http::empty_body>>(*message);
+    ArmTimer(server_->options_.write_timeout);
+    http::async_write_header(socket_, *serializer,
+                             [self = shared_from_this(), message, serializer,
+                              headers_only](error_code ec, std::size_t) {
+                               self->OnStreamHeaders(ec, headers_only);
+                             });
+  }
+
+  void OnStreamHeaders(error_code ec, bool headers_only) {
+    CancelTimer();
+    if (counted_) {
+      server_->in_progress_.fetch_sub(1);
+      counted_ = false;
+    }
+    if (state_ != State::kStreaming) return;  // Closed meanwhile.
+    if (ec) {
+      Close();
+      return;
+    }
+    if (headers_only) {
+      std::shared_ptr<ResponseStream> stream = std::move(stream_);
+      stream->CloseAndNotify();
+      GracefulClose();
+      return;
+    }
+    WatchForDisconnect();
+    stream_->Attach(
+        [weak = weak_from_this(), executor = socket_.get_executor()] {
+          net::post(executor, [weak] {
+            if (std::shared_ptr<Session> self = weak.lock()) self->PumpStream();
+          });
+        });
+    PumpStream();
+  }
+
+  // Bytes the client sends now are ignored; EOF or an error ends the
+  // stream.
+  void WatchForDisconnect() {
+    socket_.async_read_some(
+        net::buffer(drain_buffer_),
+        [self = shared_from_this()](error_code ec, std::size_t) {
+          if (self->state_ == State::kClosed) return;
+          if (ec) {
+            self->Close();
+            return;
+          }
+          self->WatchForDisconnect();
+        });
+  }
+
+  void PumpStream() {
+    if (state_ != State::kStreaming || !stream_) return;
+    std::vector<std::string> chunks;
+    // With a write in flight nothing is taken, but a closed stream is
+    // noticed: a client too slow to take that write is dropped now, not
+    // when it reads again or at the write timeout.
+    switch (stream_->TakeChunks(stream_writing_ ? nullptr : &chunks)) {
+      case ResponseStream::Take::kIdle:
+        return;
+      case ResponseStream::Take::kClosed:
+        if (stream_->overflowed()) {
+          sdk::ScopedCorrelationId scope(correlation_id_);
+          IOT2MQTT_LOG(WARNING)
+                  .With("path", EscapeUnprintable(path_, 512))
+                  .With("limit_bytes",
+                        static_cast<int64_t>(stream_->max_buffered_bytes()))
+              << "streaming client too slow: connection dropped";
+        }
+        Close();
+        return;
+      case ResponseStream::Take::kEnded:
+        EndStream();
+        return;
+      case ResponseStream::Take::kData:
+        break;
+    }
+    stream_chunks_ = std::move(chunks);
+    std::vector<net::const_buffer> buffers;
+    buffers.reserve(stream_chunks_.size());
+    for (const std::string& chunk : stream_chunks_) {
+      buffers.push_back(net::buffer(chunk));
+    }
+    stream_writing_ = true;
+    ArmTimer(server_->options_.write_timeout);
+    net::async_write(
+        socket_, buffers,
+        [self = shared_from_this()](error_code ec, std::size_t bytes) {
+          self->OnStreamWrite(ec, bytes);
+        });
+  }
+
+  void OnStreamWrite(error_code ec, std::size_t bytes) {
+    stream_writing_ = false;
+    if (state_ != State::kStreaming) return;  // Closed meanwhile.
+    CancelTimer();
+    if (ec) {
+      Close();
+      return;
+    }
+    stream_chunks_.clear();
+    stream_->Written(bytes);
+    PumpStream();
+  }
+
+  // Everything written after End(): half-close; the pending read sees the
+  // client's EOF.
+  void EndStream() {
+    state_ = State::kDraining;
+    std::shared_ptr<ResponseStream> stream = std::move(stream_);
+    stream->CloseAndNotify();
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    ArmTimer(absl::Seconds(2));
   }
 
   void OnWrite(error_code ec, bool close) {
@@ -500,6 +812,10 @@ class Session : public std::enable_shared_from_this<Session> {
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
+    if (stream_) {
+      std::shared_ptr<ResponseStream> stream = std::move(stream_);
+      stream->CloseAndNotify();
+    }
   }
 
   tcp::socket socket_;
@@ -508,6 +824,10 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 4096> drain_buffer_;
+  std::shared_ptr<ResponseStream> stream_;
+  std::vector<std::string> stream_chunks_;  // Being written.
+  bool stream_writing_ = false;
+  bool streamed_ = false;  // The connection carried a streaming answer.
   State state_ = State::kReading;
   uint64_t timer_generation_ = 0;
   bool timed_out_ = false;
@@ -530,6 +850,25 @@ void HttpServer::Impl::Register(const std::shared_ptr<Session>& session) {
 void HttpServer::Impl::Unregister(Session* session) {
   absl::MutexLock lock(&mu_);
   sessions_.erase(session);
+}
+
+void HttpServer::Impl::AdoptStream(
+    const std::shared_ptr<ResponseStream>& stream) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_.load()) {
+      streams_.erase(std::remove_if(streams_.begin(), streams_.end(),
+                                    [](const std::weak_ptr<ResponseStream>& s) {
+                                      std::shared_ptr<ResponseStream> live =
+                                          s.lock();
+                                      return !live || live->closed();
+                                    }),
+                     streams_.end());
+      streams_.push_back(stream);
+      return;
+    }
+  }
+  stream->Close();
 }
 
 void HttpServer::Impl::Accept() {
@@ -647,6 +986,20 @@ void HttpServer::Shutdown() {
     }
     for (const std::shared_ptr<Session>& session : live) {
       session->PostStopIfIdle();
+    }
+  }
+  {
+    // Streaming answers end now, wherever they are (not yet handed to a
+    // session, or being written).
+    std::vector<std::weak_ptr<ResponseStream>> streams;
+    {
+      absl::MutexLock lock(&impl.mu_);
+      streams.swap(impl.streams_);
+    }
+    for (const std::weak_ptr<ResponseStream>& weak : streams) {
+      if (std::shared_ptr<ResponseStream> stream = weak.lock()) {
+        stream->Close();
+      }
     }
   }
   absl::Time deadline = absl::Now() + impl.options_.shutdown_grace;

@@ -10,6 +10,13 @@
 // on every response and one INFO log line per request. Nothing on an io
 // thread blocks: handlers answer through a Responder that may be called
 // later from any thread.
+//
+// Streaming answers (SSE): a handler may answer with a response whose
+// `stream` is set. The server then writes the status line and headers (no
+// Content-Length, `Cache-Control: no-cache`, `X-Accel-Buffering: no`,
+// `Connection: close`: the body ends when the connection closes), logs the
+// request once, and writes whatever the producer pushes into the stream, in
+// order, until either side ends it.
 
 #include <atomic>
 #include <cstddef>
@@ -55,9 +62,88 @@ struct HttpRequest {
   HeaderList headers;  // Names in lower case, in arrival order.
   std::string body;
   std::string correlation_id;  // From X-Correlation-ID when sane, else new.
+  std::string remote_address;  // The client's IP address ("127.0.0.1").
 
   // The first value of header `name` (lower case), "" when absent.
   std::string Header(absl::string_view name) const;
+};
+
+// The body of a streaming answer: a producer on any thread pushes chunks, the
+// connection's strand writes them. Thread-safe; always owned by shared_ptr
+// (the producer and the server's session each hold one).
+//
+//   auto stream = std::make_shared<ResponseStream>();
+//   stream->SetOnClose([call] { call->Cancel(); });
+//   HttpResponse response;
+//   response.content_type = "text/event-stream";
+//   response.stream = stream;
+//   respond(std::move(response));
+//   stream->Write("data: 1\n\n");  // From any thread, before or after.
+//
+// A slow client is dropped, never waited for: when the bytes queued and not
+// yet written exceed `max_buffered_bytes`, the stream closes (the write that
+// overflowed returns false) and the connection is closed.
+class ResponseStream {
+ public:
+  static constexpr size_t kDefaultMaxBufferedBytes = 1048576;
+
+  explicit ResponseStream(size_t max_buffered_bytes = kDefaultMaxBufferedBytes);
+  ~ResponseStream();
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+
+  // Queues `chunk`; never blocks. False (and nothing queued) once the
+  // stream is closed or ended, or when `chunk` would take the queue past
+  // the limit (which closes the stream: the client is too slow).
+  bool Write(std::string chunk);
+  // Writes what is queued, then closes the connection. Idempotent.
+  void End();
+  // Closes at once, dropping what is queued. Idempotent.
+  void Close();
+  // `on_close` runs exactly once, when the stream ends for any reason: the
+  // client disconnected, End() finished writing, a write failed or timed
+  // out, the buffer overflowed, Close() was called, or the server shut down.
+  // It may run on any thread, also inside Write() or Close() on the
+  // caller's thread, or inside SetOnClose itself when the stream is closed
+  // already, so it must not take a lock held around those calls. Replaces
+  // an earlier callback that hasn't run.
+  void SetOnClose(std::function<void()> on_close);
+  // True once End() or Close() was called or the stream closed: Write()
+  // would return false.
+  bool closed() const;
+  size_t max_buffered_bytes() const { return max_buffered_bytes_; }
+
+ private:
+  friend class Session;
+  enum class Take { kIdle, kData, kEnded, kClosed };
+
+  // For the session (on its strand). `notify` is called (under the lock, so
+  // it must only post) whenever there is something new to take.
+  void Attach(std::function<void()> notify);
+  // Moves the queued chunks to `chunks`: kData. Else kEnded (End() called,
+  // all written), kClosed, or kIdle. With `chunks` null (a write in flight)
+  // only kClosed or kIdle. Re-arms the notification either way.
+  Take TakeChunks(std::vector<std::string>* chunks);
+  // `bytes` of taken chunks were written (no longer buffered).
+  void Written(size_t bytes);
+  // Marks closed, wakes and forgets the session, runs on_close once (not
+  // under the lock).
+  void CloseAndNotify();
+  // Whether the stream closed because the buffer limit was exceeded.
+  bool overflowed() const;
+  void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const size_t max_buffered_bytes_;
+  mutable absl::Mutex mu_;
+  std::vector<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  size_t buffered_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Queued + in flight.
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  bool notify_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool on_close_ran_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> on_close_ ABSL_GUARDED_BY(mu_);
 };
 
 struct HttpResponse {
@@ -68,6 +154,11 @@ struct HttpResponse {
   // Label for metrics and the access log: the matched route template
   // ("/api/configs/{mac_address}") or "unmatched".
   std::string route = "unmatched";
+  // Set for a streaming answer: `body` is ignored and the stream's chunks
+  // follow the headers (see ResponseStream). The server closes the stream
+  // when it can't be served (server shutting down: 503; HEAD, 204, 304:
+  // headers only).
+  std::shared_ptr<ResponseStream> stream;
 };
 
 // Answers one request; must be called exactly once, from any thread.
@@ -105,12 +196,14 @@ class HttpServer {
   // The bound port (after Start).
   int port() const { return port_; }
 
-  // Stops accepting, closes idle connections, lets requests in progress
-  // finish within the grace period, then stops the io threads. Responders
-  // called afterwards are ignored. Idempotent.
+  // Stops accepting, closes idle connections and streaming answers at once,
+  // lets requests in progress finish within the grace period, then stops
+  // the io threads. Responders called afterwards are ignored (their streams
+  // are closed). Idempotent.
   void Shutdown();
 
-  // Requests read but not yet answered.
+  // Requests read but not yet answered (a streaming answer counts until its
+  // headers are written).
   int requests_in_progress() const;
 
   class Impl;

@@ -9,6 +9,10 @@
 //   GATEWAY_MAX_HEADER_BYTES      request header limit, 431 beyond (16384)
 //   GATEWAY_READ_TIMEOUT_SECONDS  time to receive a request, 408 beyond (30)
 //   GATEWAY_BACKEND_DEADLINE_MS   deadline of every backend call (10000)
+//   AUTH_MODE                     required, or disabled for trusted
+//                                 networks (required)
+//   AUTH_MAX_FAILED_LOGINS        failed logins per client address (5)...
+//   AUTH_LOGIN_WINDOW_SECONDS     ...within this window, then 429 (60)
 //   LOG_LEVEL                     DEBUG, INFO, WARNING or ERROR (INFO)
 
 #include <cstdlib>
@@ -44,6 +48,11 @@ int main() {
     return 2;
   }
 
+  if (options->auth_mode == gateway::AuthMode::kDisabled) {
+    IOT2MQTT_LOG(WARNING)
+        << "AUTH_MODE=disabled: every route is open to anyone who can reach "
+           "this port; use it only on a trusted network";
+  }
   absl::StatusOr<std::unique_ptr<gateway::Gateway>> server =
       gateway::Gateway::Create(*std::move(options));
   if (!server.ok()) {

@@ -396,17 +396,35 @@ class OpenApiWriter {
       Member("description", "OK");
       Key("content");
       w_.StartObject();
-      Key("application/json");
-      w_.StartObject();
-      Key("schema");
-      if (!route.response_body.empty()) {
-        FieldSchema(output->FindFieldByName(route.response_body));
-      } else {
+      if (route.streaming) {
+        // Server-Sent Events: one `data:` frame per message.
+        Key("text/event-stream");
+        w_.StartObject();
+        Key("schema");
         MessageRef(output);
+        w_.EndObject();
+      } else if (IsHttpBody(output)) {
+        Key("*/*");
+        w_.StartObject();
+        Key("schema");
+        w_.StartObject();
+        Member("type", "string");
+        Member("format", "binary");
+        w_.EndObject();
+        w_.EndObject();
+      } else {
+        Key("application/json");
+        w_.StartObject();
+        Key("schema");
+        if (!route.response_body.empty()) {
+          FieldSchema(output->FindFieldByName(route.response_body));
+        } else {
+          MessageRef(output);
+        }
+        w_.EndObject();
       }
-      w_.EndObject();
-      w_.EndObject();
-      w_.EndObject();
+      w_.EndObject();  // content
+      w_.EndObject();  // 200
     }
     Key("default");
     w_.StartObject();

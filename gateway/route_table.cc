@@ -79,6 +79,12 @@ class TemplateParser {
     while (true) {
       if (absl::Status s = ParseSegment(in_variable); !s.ok()) return s;
       if (!Consume('/')) return absl::OkStatus();
+      // A trailing slash is part of the route ("/api/integrations/" is not
+      // "/api/integrations"): an empty last literal segment.
+      if (!in_variable && (AtEnd() || Peek() == ':')) {
+        segments_->push_back({PathTemplate::SegmentKind::kLiteral, ""});
+        return absl::OkStatus();
+      }
     }
   }
 
@@ -350,6 +356,7 @@ absl::StatusOr<Route> MakeRoute(const MethodDescriptor* method,
   route.method = method;
   route.rpc_path =
       absl::StrCat("/", method->service()->full_name(), "/", method->name());
+  route.streaming = method->server_streaming();
   route.body = rule.body();
   route.response_body = rule.response_body();
   if (absl::Status s =
@@ -395,7 +402,7 @@ absl::StatusOr<RouteTable> RouteTable::Build(
     }
     for (int i = 0; i < service->method_count(); ++i) {
       const MethodDescriptor* method = service->method(i);
-      if (method->client_streaming() || method->server_streaming()) continue;
+      if (method->client_streaming()) continue;
       if (!method->options().HasExtension(google::api::http)) continue;
       const google::api::HttpRule& rule =
           method->options().GetExtension(google::api::http);

@@ -97,6 +97,8 @@ struct Route {
   std::string rpc_path;  // "/iot2mqtt.config.v1.ConfigService/GetDeviceConfig"
   std::string body;      // "", "*" or a top-level field name
   std::string response_body;  // "" or a top-level field name
+  // A server-streaming method: served as Server-Sent Events.
+  bool streaming = false;
 };
 
 struct RouteMatch {
@@ -110,10 +112,10 @@ struct RouteMatch {
 
 class RouteTable {
  public:
-  // Routes for every unary method of the named services (full names, e.g.
-  // "iot2mqtt.config.v1.ConfigService", looked up in the generated pool)
-  // that carries a google.api.http option, additional_bindings included.
-  // Streaming methods are skipped. Fails on unknown services and on rules
+  // Routes for every unary and server-streaming method of the named
+  // services (full names, e.g. "iot2mqtt.config.v1.ConfigService", looked up
+  // in the generated pool) that carries a google.api.http option,
+  // additional_bindings included. Client-streaming methods are skipped. Fails on unknown services and on rules
   // that don't fit their messages.
   static absl::StatusOr<RouteTable> Build(
       const std::vector<std::string>& services);

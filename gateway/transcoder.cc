@@ -698,9 +698,31 @@ std::string MessageToJson(const Message& message) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
+bool IsHttpBody(const Descriptor* type) {
+  return type != nullptr && type->full_name() == "iot2mqtt.api.v1.HttpBody";
+}
+
+namespace {
+
+RenderedResponse RenderHttpBody(const Message& body) {
+  const Descriptor* type = body.GetDescriptor();
+  const Reflection* reflection = body.GetReflection();
+  RenderedResponse result;
+  result.content_type =
+      reflection->GetString(body, type->FindFieldByName("content_type"));
+  if (result.content_type.empty()) {
+    result.content_type = "application/octet-stream";
+  }
+  result.json = reflection->GetString(body, type->FindFieldByName("data"));
+  return result;
+}
+
+}  // namespace
+
 RenderedResponse RenderResponse(const Route& route, const Message& response) {
   RenderedResponse result;
   const Descriptor* type = response.GetDescriptor();
+  if (IsHttpBody(type)) return RenderHttpBody(response);
   if (type->field_count() == 0) {
     result.no_content = true;
     return result;
@@ -708,6 +730,10 @@ RenderedResponse RenderResponse(const Route& route, const Message& response) {
   const FieldDescriptor* field =
       route.response_body.empty() ? nullptr
                                   : type->FindFieldByName(route.response_body);
+  if (field != nullptr && IsSingularMessage(field) &&
+      IsHttpBody(field->message_type())) {
+    return RenderHttpBody(response.GetReflection()->GetMessage(response, field));
+  }
   if (field == nullptr) {
     result.json = MessageToJson(response);
     return result;

@@ -61,11 +61,16 @@ std::string MessageToJson(const google::protobuf::Message& message);
 
 struct RenderedResponse {
   bool no_content = false;  // The response type has no fields: 204.
-  std::string json;
+  std::string json;         // The body (JSON unless content_type says not).
+  std::string content_type = "application/json";
 };
 
+// Whether `type` is iot2mqtt.api.v1.HttpBody (a non-JSON answer).
+bool IsHttpBody(const google::protobuf::Descriptor* type);
+
 // The HTTP body for a route's response: the `response_body` field alone when
-// the rule names one, else the whole message.
+// the rule names one, else the whole message. An iot2mqtt.api.v1.HttpBody
+// (the message, or the named field) gives its bytes and content type.
 RenderedResponse RenderResponse(const Route& route,
                                 const google::protobuf::Message& response);
 

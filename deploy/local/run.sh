@@ -44,6 +44,7 @@ if [[ -z "${ESP32_CONFIGS_DIR:-}" ]]; then
   export ESP32_CONFIGS_DIR="$IOT2MQTT_DATA_DIR/esp32-configs"
   mkdir -p "$ESP32_CONFIGS_DIR"
 fi
+export IOT2MQTT_CONNECTORS_DIR="${IOT2MQTT_CONNECTORS_DIR:-$ROOT/connectors}"
 export LOG_LEVEL="${LOG_LEVEL:-INFO}"
 export CONFIG_LISTEN_ADDR="${CONFIG_LISTEN_ADDR:-127.0.0.1:50051}"
 export CONFIG_SERVICE_ADDR="${CONFIG_SERVICE_ADDR:-127.0.0.1:50051}"
@@ -147,7 +148,8 @@ fi
 cat <<INFO
 
   iot2mqtt is running.
-    Web API        http://localhost:$GATEWAY_PORT/api/configs
+    Web API        http://localhost:$GATEWAY_PORT/api/  (log in: POST /api/auth/login {"key": ...};
+                   the first login from this machine sets the key, or set WEB_ACCESS_KEY)
     API docs       http://localhost:$GATEWAY_PORT/api/docs
     Health         http://localhost:$GATEWAY_PORT/api/health
     Metrics        http://localhost:$GATEWAY_PORT/metrics

@@ -11,6 +11,7 @@
 #include "iot2mqtt/sdk/dotenv.h"
 #include "iot2mqtt/sdk/env.h"
 #include "iot2mqtt/sdk/log.h"
+#include "iot2mqtt/sdk/runtime_secrets.h"
 
 namespace iot2mqtt::sdk {
 namespace {
@@ -38,12 +39,24 @@ int RunConnector(absl::string_view name, const ConnectorFactory& factory) {
     IOT2MQTT_LOG(ERROR) << dotenv.status().message();
     return 2;
   }
-  LayeredEnv env(process, *dotenv);
+  LayeredEnv files(process, *dotenv);
+  absl::StatusOr<RuntimeSecrets> secrets = LoadRuntimeSecrets(files);
+  if (!secrets.ok()) {
+    IOT2MQTT_LOG(ERROR) << secrets.status().message();
+    return 2;
+  }
+  // Process environment > .env file > the secrets file's env.
+  SecretsFallbackEnv env(files, *secrets);
   EnvReader reader(env);
   std::string instance = reader.Required("INSTANCE_NAME");
   if (!instance.empty()) {
     if (absl::Status s = ValidateId(instance); !s.ok()) {
       reader.AddProblem(absl::StrCat("INSTANCE_NAME: ", s.message()));
+    }
+    if (!secrets->path.empty() && secrets->instance != instance) {
+      reader.AddProblem(absl::StrCat("secrets file ", secrets->path,
+                                     " is for instance \"", secrets->instance,
+                                     "\", not \"", instance, "\""));
     }
   }
   std::string log_level = reader.String("LOG_LEVEL", "INFO");
@@ -63,7 +76,7 @@ int RunConnector(absl::string_view name, const ConnectorFactory& factory) {
   SetLogLevel(severity);
 
   absl::StatusOr<InstanceConfig> config =
-      LoadInstanceConfig(path, instance, connector_type);
+      LoadInstanceConfigWithSecrets(path, instance, connector_type, *secrets);
   if (!config.ok()) {
     IOT2MQTT_LOG(ERROR).With("instance", instance).With("path", path)
         << config.status().message();

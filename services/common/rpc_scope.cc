@@ -43,6 +43,13 @@ RpcScope::RpcScope(grpc::CallbackServerContext* context, absl::string_view rpc)
 }
 
 grpc::ServerUnaryReactor* RpcScope::Finish(const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context_->DefaultReactor();
+  Finish(status, reactor);
+  return reactor;
+}
+
+void RpcScope::Finish(const absl::Status& status,
+                      grpc::ServerUnaryReactor* reactor) {
   double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
   bool server_fault = status.code() == absl::StatusCode::kInternal ||
                       status.code() == absl::StatusCode::kUnknown ||
@@ -60,9 +67,7 @@ grpc::ServerUnaryReactor* RpcScope::Finish(const absl::Status& status) {
   } else {
     line << "rpc served";
   }
-  grpc::ServerUnaryReactor* reactor = context_->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
-  return reactor;
 }
 
 }  // namespace iot2mqtt::common

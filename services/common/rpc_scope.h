@@ -40,6 +40,9 @@ class RpcScope {
   RpcScope& operator=(const RpcScope&) = delete;
 
   grpc::ServerUnaryReactor* Finish(const absl::Status& status);
+  // The same for a handler that took the context's DefaultReactor() itself
+  // (it may be taken only once).
+  void Finish(const absl::Status& status, grpc::ServerUnaryReactor* reactor);
 
   const std::string& correlation_id() const { return correlation_id_; }
 

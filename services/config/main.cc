@@ -1,34 +1,91 @@
-// iot2mqtt-config: the ESP32 device-configuration store over gRPC.
+// iot2mqtt-config: all persistent state of the platform over gRPC.
 //
-// Environment: ESP32_CONFIGS_DIR (required; never created: while it is
-// missing the service runs and reports unhealthy), CONFIG_LISTEN_ADDR
-// (default 127.0.0.1:50051), LOG_LEVEL (DEBUG/INFO/WARNING/ERROR, default
-// INFO). A bad environment exits 2 after one ERROR line naming every problem.
+//   iot2mqtt-config                      serve
+//   iot2mqtt-config set-access-key       read a new access key from stdin
+//                                        (one line) and store its hash
+//   iot2mqtt-config rotate-secrets-key   re-encrypt every secret under a
+//                                        new key
+//
+// Environment (every problem reported at once, exit 2):
+//   IOT2MQTT_DATA_DIR        data directory: .env, instances/, secrets/,
+//                            auth/ (required; created when missing)
+//   IOT2MQTT_CONNECTORS_DIR  connector catalogue (<data>/connectors)
+//   ESP32_CONFIGS_DIR        ESP32 device configs (required; never created:
+//                            while it is missing the service reports
+//                            unhealthy)
+//   CONFIG_LISTEN_ADDR       gRPC address (127.0.0.1:50051)
+//   CONFIG_WORKER_THREADS    threads for file I/O and hashing (4)
+//   CATALOGUE_POLL_SECONDS   how often the catalogue is checked for
+//                            changes (5)
+//   INSTANCE_HISTORY_LIMIT   previous versions kept per instance (10)
+//   SETTINGS_BACKUP_LIMIT    .env backups kept (10)
+//   WEB_ACCESS_KEY           sets the access key at start when none is set
+//   MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, MQTT_BASE_TOPIC:
+//                            when MQTT_HOST is set, these replace the stored
+//                            MQTT settings at start (environment beats .env)
+//   LOG_LEVEL                DEBUG/INFO/WARNING/ERROR (INFO)
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "iot2mqtt/sdk/env.h"
 #include "iot2mqtt/sdk/log.h"
-#include "prometheus/registry.h"
 #include "services/common/server_runner.h"
-#include "services/config/config_metrics.h"
-#include "services/config/config_service.h"
-#include "services/config/device_config_store.h"
+#include "services/config/config_stack.h"
 
 namespace iot2mqtt::config {
 namespace {
 
-int Main() {
-  common::BlockTerminationSignals();
-  sdk::SetLogService("config");
+struct Options {
+  std::string data_dir;
+  std::string connectors_dir;
+  std::string esp32_dir;
+  std::string listen_address;
+  int worker_threads = 4;
+  int catalogue_poll_seconds = 5;
+  int history_limit = 10;
+  int backup_limit = 10;
+  std::string access_key;  // WEB_ACCESS_KEY
+  bool seed_mqtt = false;
+  MqttSettings mqtt;
+};
 
+bool ReadOptions(Options* options) {
   sdk::ProcessEnv process_env;
   sdk::EnvReader env(process_env);
-  std::string directory = env.Required("ESP32_CONFIGS_DIR");
-  std::string listen_address =
-      env.String("CONFIG_LISTEN_ADDR", "127.0.0.1:50051");
+  options->data_dir = env.Required("IOT2MQTT_DATA_DIR");
+  options->connectors_dir = env.String(
+      "IOT2MQTT_CONNECTORS_DIR", options->data_dir + "/connectors");
+  options->esp32_dir = env.Required("ESP32_CONFIGS_DIR");
+  options->listen_address = env.String("CONFIG_LISTEN_ADDR", "127.0.0.1:50051");
+  options->worker_threads =
+      static_cast<int>(env.Int("CONFIG_WORKER_THREADS", 4, 1, 64));
+  options->catalogue_poll_seconds =
+      static_cast<int>(env.Int("CATALOGUE_POLL_SECONDS", 5, 1, 3600));
+  options->history_limit =
+      static_cast<int>(env.Int("INSTANCE_HISTORY_LIMIT", 10, 0, 1000));
+  options->backup_limit =
+      static_cast<int>(env.Int("SETTINGS_BACKUP_LIMIT", 10, 0, 1000));
+  options->access_key = env.String("WEB_ACCESS_KEY", "");
+  std::string host = env.String("MQTT_HOST", "");
+  if (!host.empty()) {
+    options->seed_mqtt = true;
+    options->mqtt.host = host;
+    options->mqtt.port = static_cast<int>(env.Int("MQTT_PORT", 1883, 1, 65535));
+    options->mqtt.username = env.String("MQTT_USERNAME", "");
+    options->mqtt.password = env.String("MQTT_PASSWORD", "");
+    options->mqtt.base_topic = env.String("MQTT_BASE_TOPIC", "IoT2mqtt");
+  }
   std::string log_level = env.String("LOG_LEVEL", "INFO");
   sdk::Severity severity = sdk::Severity::kInfo;
   if (!sdk::ParseSeverity(log_level, &severity)) {
@@ -37,25 +94,142 @@ int Main() {
   }
   if (absl::Status status = env.Finish(); !status.ok()) {
     IOT2MQTT_LOG(ERROR) << status.message();
-    return 2;
+    return false;
   }
   sdk::SetLogLevel(severity);
+  return true;
+}
 
-  FileDeviceConfigStore files(directory);
-  auto registry = std::make_shared<prometheus::Registry>();
-  ConfigMetrics metrics(*registry);
-  InstrumentedDeviceConfigStore store(files, metrics);
-  ConfigServiceImpl service(store);
+// Reads one line from stdin without echoing it into any log.
+int SetAccessKeyCommand(AccessKeyStore& keys) {
+  if (isatty(STDIN_FILENO)) {
+    std::cerr << "New access key (input is not hidden): " << std::flush;
+  }
+  std::string key;
+  std::getline(std::cin, key);
+  absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(key);
+  absl::Status status = keys.SetKey(trimmed);
+  std::fill(key.begin(), key.end(), '\0');
+  if (!status.ok()) {
+    IOT2MQTT_LOG(ERROR) << status.message();
+    return 1;
+  }
+  IOT2MQTT_LOG(INFO) << "access key stored (Argon2id hash in "
+                     << keys.key_path() << "); existing tokens stay valid "
+                     << "until they expire";
+  return 0;
+}
 
-  common::ServerOptions options;
-  options.service_name = "config";
-  options.listen_address = listen_address;
-  options.health_probe = [&store] { return CheckConfigHealth(store); };
-  options.registry = registry;
-  return common::RunServer(std::move(options), {&service});
+int Main(int argc, char** argv) {
+  sdk::SetLogService("config");
+  std::string command = argc > 1 ? argv[1] : "";
+  if (!command.empty() && command != "set-access-key" &&
+      command != "rotate-secrets-key") {
+    IOT2MQTT_LOG(ERROR) << "unknown command \"" << command
+                        << "\"; use set-access-key or rotate-secrets-key";
+    return 2;
+  }
+  if (command.empty()) common::BlockTerminationSignals();
+  Options options;
+  if (!ReadOptions(&options)) return 2;
+
+  ConfigStackOptions stack_options;
+  stack_options.data_dir = options.data_dir;
+  stack_options.connectors_dir = options.connectors_dir;
+  stack_options.esp32_dir = options.esp32_dir;
+  stack_options.worker_threads = options.worker_threads;
+  stack_options.history_limit = options.history_limit;
+  stack_options.backup_limit = options.backup_limit;
+  absl::StatusOr<std::unique_ptr<ConfigStack>> opened =
+      ConfigStack::Open(stack_options);
+  if (!opened.ok()) {
+    IOT2MQTT_LOG(ERROR) << "can't open the data directory "
+                        << options.data_dir << ": "
+                        << opened.status().message();
+    return 1;
+  }
+  ConfigStack& stack = **opened;
+  if (command == "set-access-key") {
+    return SetAccessKeyCommand(stack.access_keys());
+  }
+  if (command == "rotate-secrets-key") {
+    if (absl::Status s = stack.vault().RotateKey(); !s.ok()) {
+      IOT2MQTT_LOG(ERROR) << "rotation failed, the old key stays in use: "
+                          << s.message();
+      return 1;
+    }
+    IOT2MQTT_LOG(INFO) << "secrets key rotated";
+    return 0;
+  }
+
+  MqttSettingsStore& mqtt = stack.mqtt();
+  if (absl::Status s = mqtt.MigratePlaintextPassword(); !s.ok()) {
+    IOT2MQTT_LOG(WARNING) << "can't move the MQTT password out of .env: "
+                          << s.message();
+  }
+  if (options.seed_mqtt) {
+    absl::StatusOr<MqttSettings> stored = mqtt.Get();
+    MqttSettings desired = stored.ok() ? *stored : MqttSettings{};
+    desired.host = options.mqtt.host;
+    desired.port = options.mqtt.port;
+    desired.username = options.mqtt.username;
+    desired.password = options.mqtt.password.empty()
+                           ? (stored.ok() ? stored->password : "")
+                           : options.mqtt.password;
+    desired.base_topic = options.mqtt.base_topic;
+    if (absl::Status s = mqtt.Set(desired).status(); !s.ok()) {
+      IOT2MQTT_LOG(ERROR) << "the MQTT_* environment is not usable: "
+                          << s.message();
+      return 2;
+    }
+  }
+  if (!options.access_key.empty()) {
+    absl::Status s = stack.access_keys().SetKeyIfAbsent(options.access_key);
+    if (s.ok()) {
+      IOT2MQTT_LOG(INFO) << "access key set from WEB_ACCESS_KEY";
+    } else if (absl::IsAlreadyExists(s)) {
+      IOT2MQTT_LOG(INFO) << "WEB_ACCESS_KEY ignored: an access key is already "
+                            "set (change it with iot2mqtt-config "
+                            "set-access-key)";
+    } else {
+      IOT2MQTT_LOG(ERROR) << "WEB_ACCESS_KEY: " << s.message();
+      return 2;
+    }
+  }
+  ConnectorCatalogue& catalogue = stack.catalogue();
+  ChangeLog& changes = stack.changes();
+
+  // The catalogue is files a user may edit at any time: poll it.
+  absl::Notification stop_polling;
+  std::thread poller([&] {
+    std::string fingerprint = catalogue.Fingerprint();
+    while (!stop_polling.WaitForNotificationWithTimeout(
+        absl::Seconds(options.catalogue_poll_seconds))) {
+      std::string now = catalogue.Fingerprint();
+      if (now == fingerprint) continue;
+      fingerprint = std::move(now);
+      Change change;
+      change.kind = Change::Kind::kCatalogue;
+      change.action = Change::Action::kUpdated;
+      changes.Append(std::move(change));
+      IOT2MQTT_LOG(INFO) << "connector catalogue changed";
+    }
+  });
+
+  common::ServerOptions server_options;
+  server_options.service_name = "config";
+  server_options.listen_address = options.listen_address;
+  server_options.health_probe = [&stack] {
+    return CheckConfigHealth(stack.device_configs());
+  };
+  server_options.registry = stack.registry();
+  int code = common::RunServer(std::move(server_options), {&stack.service()});
+  stop_polling.Notify();
+  poller.join();
+  return code;
 }
 
 }  // namespace
 }  // namespace iot2mqtt::config
 
-int main() { return iot2mqtt::config::Main(); }
+int main(int argc, char** argv) { return iot2mqtt::config::Main(argc, argv); }

@@ -32,6 +32,17 @@
 namespace iot2mqtt::config {
 
 inline constexpr char kSecretsUnreadable[] = "SECRETS_UNREADABLE";
+// Additions. The key file has the wrong size or is missing from the current
+// generation (FAILED_PRECONDITION).
+inline constexpr char kSecretsKeyInvalid[] = "SECRETS_KEY_INVALID";
+// `current` is not a symlink to an existing gen-<n>, or it is missing while
+// a generation holds values (FAILED_PRECONDITION; an operator must look).
+inline constexpr char kSecretsLayoutInvalid[] = "SECRETS_LAYOUT_INVALID";
+// A connector or id that is not ^[a-z0-9][a-z0-9_-]{0,62}$ (the connector
+// may also be kPlatformSecretsConnector) (INVALID_ARGUMENT).
+inline constexpr char kInvalidSecretOwner[] = "INVALID_SECRET_OWNER";
+// Values (or a document) that are not a JSON object (INVALID_ARGUMENT).
+inline constexpr char kSecretsInvalidContent[] = "INVALID_CONTENT";
 inline constexpr char kPlatformSecretsConnector[] = "_platform";
 inline constexpr char kPlatformSecretsId[] = "settings";
 

@@ -56,7 +56,9 @@ avg_size=$(( $(cat "$WORK"/configs/*.json | wc -c) / CONFIGS ))
 
 CONFIG_PORT=$(free_port)
 GATEWAY_PORT=$(free_port)
-ESP32_CONFIGS_DIR="$WORK/configs" CONFIG_LISTEN_ADDR="127.0.0.1:$CONFIG_PORT" LOG_LEVEL=WARNING \
+BENCH_KEY="bench-access-key"
+ESP32_CONFIGS_DIR="$WORK/configs" IOT2MQTT_DATA_DIR="$WORK/data" WEB_ACCESS_KEY="$BENCH_KEY" \
+  CONFIG_LISTEN_ADDR="127.0.0.1:$CONFIG_PORT" LOG_LEVEL=WARNING \
   "$BIN/iot2mqtt-config" > "$WORK/config.log" 2>&1 &
 PIDS+=("$!"); CONFIG_PID=$!
 wait_port "$CONFIG_PORT"
@@ -64,10 +66,15 @@ GATEWAY_LISTEN_ADDR="127.0.0.1:$GATEWAY_PORT" CONFIG_SERVICE_ADDR="127.0.0.1:$CO
   "$BIN/iot2mqtt-gateway" > "$WORK/gateway.log" 2>&1 &
 PIDS+=("$!"); GATEWAY_PID=$!
 wait_port "$GATEWAY_PORT"
-curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/configs" > /dev/null
+# Every request carries a bearer token, as a real client's does.
+TOKEN=$(curl -fsS -X POST -d "{\"key\":\"$BENCH_KEY\"}" "http://127.0.0.1:$GATEWAY_PORT/api/auth/login" \
+  | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+[[ -n "$TOKEN" ]] || { echo "bench: login failed" >&2; exit 1; }
+AUTH="Authorization: Bearer $TOKEN"
+curl -fsS -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT/api/configs" > /dev/null
 
 # Idle RSS after one warm-up request per route.
-curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/configs/${MACS[0]}" > /dev/null
+curl -fsS -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT/api/configs/${MACS[0]}" > /dev/null
 curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/docs/openapi.json" > /dev/null
 sleep 1
 IDLE_CONFIG_KB=$(rss_kb "$CONFIG_PID")
@@ -94,7 +101,7 @@ cat "$WORK/single.lua" "$WORK/report.lua" > "$WORK/single_report.lua"
 run_scenario() {  # name path script
   local name="$1" path="$2" script="$3" line results=()
   for ((r = 1; r <= RUNS; r++)); do
-    line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" \
+    line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" -H "$AUTH" \
       "http://127.0.0.1:$GATEWAY_PORT$path" | grep '^RESULT')
     results+=("${line#RESULT }")
     echo "  $name run $r: ${line#RESULT }" >&2

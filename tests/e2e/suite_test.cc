@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "catch2/catch.hpp"
 #include "rapidjson/document.h"
@@ -47,6 +48,8 @@ void CheckErrorBody(const HttpResponse& r, int status,
   CHECK_FALSE(r.Header("X-Correlation-ID").empty());
 }
 
+constexpr char kAccessKey[] = "e2e access key #1";
+
 class Suite {
  public:
   explicit Suite(bool create_configs_dir = true) {
@@ -64,14 +67,24 @@ class Suite {
     REQUIRE(gateway.ok());
     gateway_ = std::move(*gateway);
     REQUIRE(WaitFor([this] { return Get("/api/health").ok(); }));
+    // Every call below carries a token, as the web UI's do.
+    HttpResponse login = Call("POST", "/api/auth/login",
+                              absl::StrCat(R"({"key":")", kAccessKey, "\"}"));
+    INFO(login.body);
+    REQUIRE(login.status == 200);
+    token_ = Str(Parse(login.body), "token");
   }
 
   void StartConfig() {
-    auto config = ChildProcess::Start(BinaryPath("iot2mqtt-config"), {},
-                                      {{"ESP32_CONFIGS_DIR", configs_dir_},
-                                       {"CONFIG_LISTEN_ADDR", config_target()},
-                                       {"LOG_LEVEL", "DEBUG"}},
-                                      dir_.Join("config.log"));
+    auto config = ChildProcess::Start(
+        BinaryPath("iot2mqtt-config"), {},
+        {{"ESP32_CONFIGS_DIR", configs_dir_},
+         {"IOT2MQTT_DATA_DIR", dir_.Join("data")},
+         {"IOT2MQTT_CONNECTORS_DIR", SourcePath("connectors")},
+         {"WEB_ACCESS_KEY", kAccessKey},
+         {"CONFIG_LISTEN_ADDR", config_target()},
+         {"LOG_LEVEL", "DEBUG"}},
+        dir_.Join("config.log"));
     REQUIRE(config.ok());
     config_ = std::move(*config);
     // Ready when it listens; until then the gateway rightly answers 503.
@@ -79,17 +92,34 @@ class Suite {
   }
 
   absl::StatusOr<HttpResponse> Get(const std::string& target) {
-    return HttpRequest(gateway_port_, "GET", target);
+    return HttpRequest(gateway_port_, "GET", target, "", AuthHeaders({}));
   }
   HttpResponse Call(
       const std::string& method, const std::string& target,
       const std::string& body = "",
       const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    auto r = HttpRequest(gateway_port_, method, target, body, headers);
+    auto r =
+        HttpRequest(gateway_port_, method, target, body, AuthHeaders(headers));
     INFO(method << " " << target);
     REQUIRE(r.ok());
     return *r;
   }
+
+  // `headers` plus the bearer token, unless they carry an Authorization
+  // header of their own.
+  std::vector<std::pair<std::string, std::string>> AuthHeaders(
+      std::vector<std::pair<std::string, std::string>> headers) const {
+    for (const auto& [name, value] : headers) {
+      if (absl::EqualsIgnoreCase(name, "Authorization")) return headers;
+    }
+    if (!token_.empty()) {
+      headers.emplace_back("Authorization", absl::StrCat("Bearer ", token_));
+    }
+    return headers;
+  }
+  const std::string& token() const { return token_; }
+  int gateway_port() const { return gateway_port_; }
+  const std::string& data_dir() { return data_dir_ = dir_.Join("data"); }
 
   std::string config_target() const {
     return absl::StrCat("127.0.0.1:", config_port_);
@@ -110,6 +140,8 @@ class Suite {
   int gateway_port_ = 0;
   std::unique_ptr<ChildProcess> config_;
   std::unique_ptr<ChildProcess> gateway_;
+  std::string token_;
+  std::string data_dir_;
 };
 
 TEST_CASE("Suite: device config lifecycle over REST", "[e2e]") {

@@ -203,10 +203,8 @@ std::string BinaryPath(const std::string& name) {
 
 std::string SourcePath(const std::string& relative) {
   const char* dir = std::getenv("IOT2MQTT_SOURCE_DIR");
-  if (dir == nullptr || *dir == '\0') {
-    throw std::runtime_error(
-        "IOT2MQTT_SOURCE_DIR is not set (run through ctest)");
-  }
+  // The tree this binary was built from, when the environment doesn't say.
+  if (dir == nullptr || *dir == '\0') dir = IOT2MQTT_DEFAULT_SOURCE_DIR;
   return absl::StrCat(dir, "/", relative);
 }
 

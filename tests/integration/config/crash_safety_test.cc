@@ -159,6 +159,7 @@ Service StartService(const std::string& directory, const std::string& log) {
   absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(
       BinaryPath("iot2mqtt-config"), {},
       {{"ESP32_CONFIGS_DIR", directory},
+       {"IOT2MQTT_DATA_DIR", directory + ".data"},
        {"CONFIG_LISTEN_ADDR", absl::StrCat("127.0.0.1:", port)},
        {"LOG_LEVEL", "WARNING"}},
       log);

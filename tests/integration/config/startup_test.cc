@@ -56,6 +56,7 @@ TEST_CASE("iot2mqtt-config: starts without its directory and reports why",
   absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(
       BinaryPath("iot2mqtt-config"), {},
       {{"ESP32_CONFIGS_DIR", directory},
+       {"IOT2MQTT_DATA_DIR", root.Join("data")},
        {"CONFIG_LISTEN_ADDR", absl::StrCat("127.0.0.1:", port)}},
       root.Join("config.log"));
   REQUIRE(process.ok());

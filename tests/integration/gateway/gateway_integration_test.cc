@@ -25,7 +25,7 @@
 #include "services/common/server_runner.h"
 #include "services/common/status.h"
 #include "services/config/config_service.h"
-#include "services/config/device_config_store.h"
+#include "services/config/config_stack.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::gateway {
@@ -222,6 +222,8 @@ class Stack {
     gateway_options.read_timeout = absl::Seconds(1);
     gateway_options.backend_deadline = absl::Seconds(5);
     gateway_options.shutdown_grace = absl::Seconds(2);
+    // These tests are about transcoding; auth has its own tests.
+    gateway_options.auth_mode = AuthMode::kDisabled;
     if (options.tweak) options.tweak(gateway_options);
     absl::StatusOr<std::unique_ptr<Gateway>> gateway =
         Gateway::Create(std::move(gateway_options));
@@ -647,11 +649,19 @@ TEST_CASE("API docs: HTML and OpenAPI") {
 
 TEST_CASE("in front of the real config service") {
   testing::TempDir dir;
-  config::FileDeviceConfigStore store(dir.path());
-  config::ConfigServiceImpl service(store);
+  testing::TempDir data;
+  config::ConfigStackOptions stack_options;
+  stack_options.data_dir = data.path();
+  stack_options.esp32_dir = dir.path();
+  absl::StatusOr<std::unique_ptr<config::ConfigStack>> config_stack =
+      config::ConfigStack::Open(stack_options);
+  REQUIRE(config_stack.ok());
+  config::ConfigStack& config = **config_stack;
   StackOptions options;
-  options.service = &service;
-  options.probe = [&store] { return config::CheckConfigHealth(store); };
+  options.service = &config.service();
+  options.probe = [&config] {
+    return config::CheckConfigHealth(config.device_configs());
+  };
   Stack stack(options);
   std::string target = absl::StrCat("/api/configs/", kMac);
 

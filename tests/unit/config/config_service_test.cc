@@ -16,8 +16,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/server_runner.h"
 #include "services/common/status.h"
-#include "services/config/config_metrics.h"
-#include "services/config/device_config_store.h"
+#include "services/config/config_stack.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::config {
@@ -47,17 +46,13 @@ void RequireError(const grpc::Status& grpc_status, absl::StatusCode code,
   CHECK(info->reason() == reason);
 }
 
-// The config service as main() assembles it, on a loopback port.
+// The config service as main() assembles it, on a loopback port; the data
+// directory is <directory>/data, the ESP32 configs <directory> itself.
 class ConfigServer {
  public:
   explicit ConfigServer(const std::string& directory)
-      : files_(directory),
-        registry_(std::make_shared<prometheus::Registry>()),
-        metrics_(*registry_),
-        store_(files_, metrics_),
-        service_(store_),
-        server_(Options()) {
-    absl::Status started = server_.Start({&service_});
+      : stack_(OpenStack(directory)), server_(Options()) {
+    absl::Status started = server_.Start({&stack_->service()});
     REQUIRE(started.ok());
     auto channel =
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_.port()),
@@ -78,20 +73,30 @@ class ConfigServer {
   }
 
  private:
+  std::unique_ptr<ConfigStack> OpenStack(const std::string& directory) {
+    ConfigStackOptions options;
+    options.data_dir = data_.Join("data");
+    options.esp32_dir = directory;
+    options.worker_threads = 2;
+    absl::StatusOr<std::unique_ptr<ConfigStack>> stack =
+        ConfigStack::Open(options);
+    REQUIRE(stack.ok());
+    return *std::move(stack);
+  }
+
   common::ServerOptions Options() {
     common::ServerOptions options;
     options.service_name = "config";
     options.listen_address = "127.0.0.1:0";
-    options.health_probe = [this] { return CheckConfigHealth(store_); };
-    options.registry = registry_;
+    options.health_probe = [this] {
+      return CheckConfigHealth(stack_->device_configs());
+    };
+    options.registry = stack_->registry();
     return options;
   }
 
-  FileDeviceConfigStore files_;
-  std::shared_ptr<prometheus::Registry> registry_;
-  ConfigMetrics metrics_;
-  InstrumentedDeviceConfigStore store_;
-  ConfigServiceImpl service_;
+  TempDir data_;
+  std::unique_ptr<ConfigStack> stack_;
   common::GrpcServer server_;  // Last: stops before the rest goes away.
   std::unique_ptr<ConfigService::Stub> config_;
   std::unique_ptr<TelemetryService::Stub> telemetry_;

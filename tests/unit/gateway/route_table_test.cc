@@ -91,13 +91,16 @@ TEST_CASE("paths are split first and percent-decoded per segment") {
 
 TEST_CASE("routes come from the google.api.http options, bindings included") {
   const RouteTable& table = TestRoutes();
-  // 10 rules + 1 additional binding; the streaming RPC and the RPC without
-  // an option have none.
-  CHECK(table.routes().size() == 10);
+  // 10 rules + 1 additional binding + the server-streaming RPC (served as
+  // SSE); the RPC without an option has none.
+  CHECK(table.routes().size() == 11);
   for (const Route& route : table.routes()) {
-    CHECK(route.method->name() != "StreamThings");
     CHECK(route.method->name() != "Ping");
+    CHECK(route.streaming == (route.method->name() == "StreamThings"));
   }
+  RouteMatch stream = table.Match("GET", "/v1/stream");
+  REQUIRE(stream.outcome == RouteMatch::Outcome::kMatched);
+  CHECK(stream.route->streaming);
 
   RouteMatch get = table.Match("GET", "/v1/things/abc");
   REQUIRE(get.outcome == RouteMatch::Outcome::kMatched);
@@ -118,6 +121,18 @@ TEST_CASE("routes come from the google.api.http options, bindings included") {
   RouteMatch custom = table.Match("LOOKUP", "/v1/lookup/k1");
   REQUIRE(custom.outcome == RouteMatch::Outcome::kMatched);
   CHECK(custom.route->method->name() == "Lookup");
+}
+
+TEST_CASE("a trailing slash is part of the template") {
+  absl::StatusOr<PathTemplate> slash = PathTemplate::Parse("/api/items/");
+  REQUIRE(slash.ok());
+  CHECK(slash->Match("/api/items/", nullptr));
+  CHECK_FALSE(slash->Match("/api/items", nullptr));
+  CHECK(slash->OpenApiPath() == "/api/items/");
+  absl::StatusOr<PathTemplate> bare = PathTemplate::Parse("/api/items");
+  REQUIRE(bare.ok());
+  CHECK_FALSE(bare->Match("/api/items/", nullptr));
+  CHECK_FALSE(PathTemplate::Parse("/api//items").ok());
 }
 
 TEST_CASE("percent-encoding is decoded after splitting") {
@@ -171,8 +186,8 @@ TEST_CASE("a known path with another method is 405, an unknown one 404") {
 
   CHECK(table.Match("GET", "/v1/nothing").outcome ==
         RouteMatch::Outcome::kNotFound);
-  CHECK(table.Match("GET", "/v1/stream").outcome ==
-        RouteMatch::Outcome::kNotFound);
+  CHECK(table.Match("POST", "/v1/stream").outcome ==
+        RouteMatch::Outcome::kMethodNotAllowed);
   // "*" needs a non-empty segment: a trailing slash is another path.
   CHECK(table.Match("GET", "/v1/things/").outcome ==
         RouteMatch::Outcome::kNotFound);
@@ -185,7 +200,8 @@ TEST_CASE("the config service's routes") {
   absl::StatusOr<RouteTable> table =
       RouteTable::Build({"iot2mqtt.config.v1.ConfigService"});
   REQUIRE(table.ok());
-  CHECK(table->routes().size() == 4);
+  // Every ConfigService RPC with an http rule; GetConnectorSetup has two.
+  CHECK(table->routes().size() == 25);
   RouteMatch list = table->Match("GET", "/api/configs");
   REQUIRE(list.outcome == RouteMatch::Outcome::kMatched);
   CHECK(list.route->method->name() == "ListDeviceConfigs");
@@ -194,6 +210,21 @@ TEST_CASE("the config service's routes") {
   CHECK(put.route->body == "*");
   CHECK(put.route->response_body == "device_config");
   CHECK(put.route->path.text() == "/api/configs/{mac_address}");
+  // Literal segments win over variables, and a trailing slash is another
+  // route: /api/integrations (catalogue) vs /api/integrations/ (configured).
+  RouteMatch instance =
+      table->Match("GET", "/api/integrations/instances/meta");
+  REQUIRE(instance.outcome == RouteMatch::Outcome::kMatched);
+  CHECK(instance.route->method->name() == "GetIntegrationInstance");
+  RouteMatch catalogue = table->Match("GET", "/api/integrations");
+  REQUIRE(catalogue.outcome == RouteMatch::Outcome::kMatched);
+  CHECK(catalogue.route->method->name() == "ListIntegrations");
+  RouteMatch configured = table->Match("GET", "/api/integrations/");
+  REQUIRE(configured.outcome == RouteMatch::Outcome::kMatched);
+  CHECK(configured.route->method->name() == "ListConfiguredIntegrations");
+  RouteMatch events = table->Match("GET", "/api/events");
+  REQUIRE(events.outcome == RouteMatch::Outcome::kMatched);
+  CHECK(events.route->streaming);
   RouteMatch options = table->Match("POST", "/api/configs/a4-cf-12-34-56-78");
   REQUIRE(options.outcome == RouteMatch::Outcome::kMethodNotAllowed);
   CHECK(options.allowed_methods ==
