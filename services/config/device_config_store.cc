@@ -113,27 +113,8 @@ int ReadRegularFile(const std::string& path, std::string* out,
   }
 }
 
-int WriteAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return 0;
-}
 
-int SyncDirectory(const std::string& directory) {
-  Fd fd(open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return errno;
-  if (fsync(fd.get()) != 0) return errno;
-  return fd.Close();
-}
 
-std::string RandomHex() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return absl::StrFormat("%016x", rng());
-}
 
 // `.<mac>.json.tmp-<hex>`: what WriteAtomically leaves behind on a crash.
 bool IsTempFileName(absl::string_view name) {
@@ -400,59 +381,24 @@ absl::StatusOr<DeviceConfig> FileDeviceConfigStore::Put(
   pretty.push_back('\n');
   IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
 
+  // Replaced atomically (temp file, fsync, rename): readers see the old
+  // content or the new one; an existing file keeps its permissions.
   const std::string target = PathOf(mac_address);
-  std::string temp;
-  int fd = -1;
-  int open_error = EEXIST;
-  for (int attempt = 0; attempt < 5 && open_error == EEXIST; ++attempt) {
-    temp = absl::StrCat(directory_, "/.", mac_address, kTempInfix, RandomHex());
-    fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    open_error = fd < 0 ? errno : 0;
-  }
-  if (fd < 0) {
-    return StorageError(open_error, "create a temporary file in", directory_);
-  }
-  Fd file(fd);
-
-  // From here on, any failure removes the temporary file; the target is only
-  // ever replaced by rename(), so it holds the old content or the new one.
-  const char* action = "write";
-  int error = 0;
+  mode_t mode = 0644;
   struct stat existing;
   if (stat(target.c_str(), &existing) == 0 && S_ISREG(existing.st_mode)) {
-    (void)fchmod(file.get(), existing.st_mode & 07777);  // Keep permissions.
+    mode = existing.st_mode & 07777;
   }
-  if ((error = WriteAll(file.get(), pretty)) == 0) {
-    action = "sync";
-    if (fsync(file.get()) != 0) {
-      error = errno;
-    } else if ((error = file.Close()) == 0) {
-      action = "replace";
-      if (rename(temp.c_str(), target.c_str()) != 0) error = errno;
-    }
-  }
-  if (error != 0) {
-    unlink(temp.c_str());
-    return StorageError(error, action, target);
-  }
-  if (int sync_error = SyncDirectory(directory_); sync_error != 0) {
-    return StorageError(sync_error, "sync directory", directory_);
-  }
+  IOT2MQTT_RETURN_IF_ERROR(WriteFileAtomically(target, pretty, mode));
   return config;
 }
 
 absl::Status FileDeviceConfigStore::Delete(absl::string_view mac_address) {
   IOT2MQTT_RETURN_IF_ERROR(ValidateMacAddress(mac_address));
   IOT2MQTT_RETURN_IF_ERROR(CheckDirectory());
-  std::string path = PathOf(mac_address);
-  if (unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return NotFound(mac_address);
-    return StorageError(errno, "delete", path);
-  }
-  if (int error = SyncDirectory(directory_); error != 0) {
-    return StorageError(error, "sync directory", directory_);
-  }
-  return absl::OkStatus();
+  absl::Status removed = RemoveFile(PathOf(mac_address));
+  if (absl::IsNotFound(removed)) return NotFound(mac_address);
+  return removed;
 }
 
 StoreHealth FileDeviceConfigStore::CheckHealth() {

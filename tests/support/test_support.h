@@ -53,7 +53,8 @@ bool WaitFor(const std::function<bool()>& condition,
 // Path of a binary built by this tree: $IOT2MQTT_BINARY_DIR/bin/<name>
 // (CTest sets IOT2MQTT_BINARY_DIR).
 std::string BinaryPath(const std::string& name);
-// Path of a file in the source tree: $IOT2MQTT_SOURCE_DIR/<relative>.
+// Path of a file in the source tree: $IOT2MQTT_SOURCE_DIR/<relative>, by
+// default the tree this test binary was built from.
 std::string SourcePath(const std::string& relative);
 
 // A child process in its own process group with a controlled environment

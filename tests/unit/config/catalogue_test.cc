@@ -28,21 +28,9 @@ namespace iot2mqtt::config {
 namespace {
 
 using ::iot2mqtt::testing::ReadFile;
+using ::iot2mqtt::testing::SourcePath;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WriteFile;
-
-// A file of the source tree. SourcePath needs IOT2MQTT_SOURCE_DIR, which
-// the iot2mqtt_test() CTest properties currently drop (only the first
-// ENVIRONMENT entry survives), so fall back to this file's own location.
-std::string SourcePath(const std::string& relative) {
-  if (std::getenv("IOT2MQTT_SOURCE_DIR") != nullptr) {
-    return ::iot2mqtt::testing::SourcePath(relative);
-  }
-  std::string self = __FILE__;
-  constexpr absl::string_view kSelf = "tests/unit/config/catalogue_test.cc";
-  REQUIRE(absl::EndsWith(self, kSelf));
-  return self.substr(0, self.size() - kSelf.size()) + relative;
-}
 
 void RequireError(const absl::Status& status, absl::StatusCode code,
                   const std::string& reason) {

@@ -3,9 +3,10 @@
 
 // `.env` files as the upstream suite writes them (`KEY=VALUE` lines, blank
 // lines and `#` comments skipped, split on the first '=', key and value
-// trimmed), plus what python-dotenv also accepts: an `export ` prefix and a
-// value wrapped in matching single or double quotes.
+// trimmed), plus what python-dotenv also accepts: an `export ` prefix,
+// quoted values with escapes, and comments after a value.
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -15,8 +16,15 @@
 
 namespace iot2mqtt::sdk {
 
-// Parses the text of a .env file. Lines without '=' or with an empty key are
-// skipped.
+// Parses the text of a .env file into key → value. Lines without '=' or
+// with an empty key are skipped; a later line wins. Values in double quotes
+// decode backslash escapes (n, r, t, backslash, quote), so the values the
+// config service writes with spaces, '#', quotes or newlines come back
+// exactly; single quotes decode an escaped backslash or quote. An unquoted
+// value ends at " #" (a comment).
+std::map<std::string, std::string> ParseDotEnvEntries(absl::string_view text);
+
+// The same as a MapEnv.
 MapEnv ParseDotEnv(absl::string_view text);
 
 // Reads and parses `path`. NOT_FOUND when the file does not exist, other
