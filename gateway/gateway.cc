@@ -328,8 +328,11 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
     Dispatch(std::move(request), std::move(respond), "anonymous");
     return;
   }
+  // Routes match decoded segments, so decide on the decoded path:
+  // "/%61pi/instances" is "/api/instances", not a static file.
+  absl::StatusOr<std::string> decoded = PercentDecode(request.path);
   if (request.method == "OPTIONS" ||
-      IsPublicRoute(request.method, request.path)) {
+      IsPublicRoute(request.method, decoded.ok() ? *decoded : request.path)) {
     Dispatch(std::move(request), std::move(respond), "");
     return;
   }

@@ -50,7 +50,9 @@ export CONFIG_LISTEN_ADDR="${CONFIG_LISTEN_ADDR:-127.0.0.1:50051}"
 export CONFIG_SERVICE_ADDR="${CONFIG_SERVICE_ADDR:-127.0.0.1:50051}"
 export GATEWAY_LISTEN_ADDR="${GATEWAY_LISTEN_ADDR:-0.0.0.0:8080}"
 export MQTT_PORT="${MQTT_PORT:-1883}"
-export MQTT_BASE_TOPIC="${MQTT_BASE_TOPIC:-IoT2mqtt}"
+# Not exported as a default: the config service takes MQTT_* from the
+# environment only when set, so settings saved in the UI survive a restart.
+BASE_TOPIC_SHOWN="${MQTT_BASE_TOPIC:-IoT2mqtt}"
 IOT2MQTT_RUN_DEMO="${IOT2MQTT_RUN_DEMO:-true}"
 LOG_DIR="$IOT2MQTT_DATA_DIR/logs"
 mkdir -p "$LOG_DIR"
@@ -142,7 +144,7 @@ JSON
   fi
   start demo env INSTANCE_NAME=demo CONNECTOR_TYPE=demo IOT2MQTT_INSTANCE_FILE="$DEMO_FILE" \
     IOT2MQTT_ENV_FILE=/dev/null "$BIN/iot2mqtt-connector-demo"
-  DEMO_LINE="    Demo devices   mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -t '$MQTT_BASE_TOPIC/#' -v"
+  DEMO_LINE="    Demo devices   mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -t '$BASE_TOPIC_SHOWN/#' -v"
 fi
 
 cat <<INFO

@@ -10,7 +10,7 @@
 //   IOT2MQTT_DATA_DIR        data directory: .env, instances/, secrets/,
 //                            auth/ (required; created when missing)
 //   IOT2MQTT_CONNECTORS_DIR  connector catalogue (<data>/connectors)
-//   ESP32_CONFIGS_DIR        ESP32 device configs (required; never created:
+//   ESP32_CONFIGS_DIR        ESP32 device configs (required to serve; never created:
 //                            while it is missing the service reports
 //                            unhealthy)
 //   CONFIG_LISTEN_ADDR       gRPC address (127.0.0.1:50051)
@@ -21,8 +21,9 @@
 //   SETTINGS_BACKUP_LIMIT    .env backups kept (10)
 //   WEB_ACCESS_KEY           sets the access key at start when none is set
 //   MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, MQTT_BASE_TOPIC:
-//                            when MQTT_HOST is set, these replace the stored
-//                            MQTT settings at start (environment beats .env)
+//                            when MQTT_HOST is set, those of these that are
+//                            set replace the stored MQTT settings at start
+//                            (environment beats .env)
 //   LOG_LEVEL                DEBUG/INFO/WARNING/ERROR (INFO)
 
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -46,6 +48,15 @@
 namespace iot2mqtt::config {
 namespace {
 
+// A setting from the environment only when it is set there.
+struct MqttSeed {
+  std::string host;
+  std::optional<int> port;
+  std::optional<std::string> username;
+  std::optional<std::string> password;
+  std::optional<std::string> base_topic;
+};
+
 struct Options {
   std::string data_dir;
   std::string connectors_dir;
@@ -57,16 +68,18 @@ struct Options {
   int backup_limit = 10;
   std::string access_key;  // WEB_ACCESS_KEY
   bool seed_mqtt = false;
-  MqttSettings mqtt;
+  MqttSeed mqtt;
 };
 
-bool ReadOptions(Options* options) {
+bool ReadOptions(bool serving, Options* options) {
   sdk::ProcessEnv process_env;
   sdk::EnvReader env(process_env);
   options->data_dir = env.Required("IOT2MQTT_DATA_DIR");
   options->connectors_dir = env.String(
       "IOT2MQTT_CONNECTORS_DIR", options->data_dir + "/connectors");
-  options->esp32_dir = env.Required("ESP32_CONFIGS_DIR");
+  // The commands don't touch device configs.
+  options->esp32_dir = serving ? env.Required("ESP32_CONFIGS_DIR")
+                               : env.String("ESP32_CONFIGS_DIR", "");
   options->listen_address = env.String("CONFIG_LISTEN_ADDR", "127.0.0.1:50051");
   options->worker_threads =
       static_cast<int>(env.Int("CONFIG_WORKER_THREADS", 4, 1, 64));
@@ -81,10 +94,13 @@ bool ReadOptions(Options* options) {
   if (!host.empty()) {
     options->seed_mqtt = true;
     options->mqtt.host = host;
-    options->mqtt.port = static_cast<int>(env.Int("MQTT_PORT", 1883, 1, 65535));
-    options->mqtt.username = env.String("MQTT_USERNAME", "");
-    options->mqtt.password = env.String("MQTT_PASSWORD", "");
-    options->mqtt.base_topic = env.String("MQTT_BASE_TOPIC", "IoT2mqtt");
+    if (process_env.Get("MQTT_PORT").has_value()) {
+      options->mqtt.port =
+          static_cast<int>(env.Int("MQTT_PORT", 1883, 1, 65535));
+    }
+    options->mqtt.username = process_env.Get("MQTT_USERNAME");
+    options->mqtt.password = process_env.Get("MQTT_PASSWORD");
+    options->mqtt.base_topic = process_env.Get("MQTT_BASE_TOPIC");
   }
   std::string log_level = env.String("LOG_LEVEL", "INFO");
   sdk::Severity severity = sdk::Severity::kInfo;
@@ -131,7 +147,7 @@ int Main(int argc, char** argv) {
   }
   if (command.empty()) common::BlockTerminationSignals();
   Options options;
-  if (!ReadOptions(&options)) return 2;
+  if (!ReadOptions(command.empty(), &options)) return 2;
 
   ConfigStackOptions stack_options;
   stack_options.data_dir = options.data_dir;
@@ -170,13 +186,14 @@ int Main(int argc, char** argv) {
   if (options.seed_mqtt) {
     absl::StatusOr<MqttSettings> stored = mqtt.Get();
     MqttSettings desired = stored.ok() ? *stored : MqttSettings{};
-    desired.host = options.mqtt.host;
-    desired.port = options.mqtt.port;
-    desired.username = options.mqtt.username;
-    desired.password = options.mqtt.password.empty()
-                           ? (stored.ok() ? stored->password : "")
-                           : options.mqtt.password;
-    desired.base_topic = options.mqtt.base_topic;
+    const MqttSeed& seed = options.mqtt;
+    desired.host = seed.host;
+    if (seed.port) desired.port = *seed.port;
+    if (seed.username) desired.username = *seed.username;
+    if (seed.password && !seed.password->empty()) {
+      desired.password = *seed.password;
+    }
+    if (seed.base_topic) desired.base_topic = *seed.base_topic;
     if (absl::Status s = mqtt.Set(desired).status(); !s.ok()) {
       IOT2MQTT_LOG(ERROR) << "the MQTT_* environment is not usable: "
                           << s.message();

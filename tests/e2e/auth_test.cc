@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -132,12 +134,12 @@ std::string ReadUntil(int port, const std::string& request,
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address),
-                  sizeof(address)) == 0);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+          0);
   size_t sent = 0;
   while (sent < request.size()) {
-    ssize_t n = send(fd, request.data() + sent, request.size() - sent,
-                     MSG_NOSIGNAL);
+    ssize_t n =
+        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) break;
     sent += static_cast<size_t>(n);
   }
@@ -180,6 +182,32 @@ struct StackOptions {
   std::map<std::string, std::string> gateway_env;
 };
 
+// Starts `binary` listening on a free loopback port, given through the
+// environment variable `address_variable`, and waits until `ready(port)`.
+// FreePort's port was free a moment ago; on a busy machine another process
+// may take it before the child binds, so a child that exits saying the
+// address is in use is started again on another port.
+std::unique_ptr<ChildProcess> StartListening(
+    const std::string& binary, std::map<std::string, std::string> env,
+    const std::string& address_variable, const std::string& log_path,
+    const std::function<bool(int)>& ready, int* port) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    *port = FreePort();
+    env[address_variable] = absl::StrCat("127.0.0.1:", *port);
+    auto child = ChildProcess::Start(BinaryPath(binary), {}, env, log_path);
+    REQUIRE(child.ok());
+    std::unique_ptr<ChildProcess> process = std::move(*child);
+    bool up = WaitFor([&] { return !process->Running() || ready(*port); },
+                      absl::Seconds(20));
+    if (up && process->Running()) return process;
+    const std::string log = ReadFile(log_path);
+    INFO(binary << " did not start: " << log);
+    REQUIRE(absl::StrContains(log, "in use"));
+  }
+  FAIL("no free port for " << binary);
+  return nullptr;
+}
+
 // One installation: iot2mqtt-config (+ iot2mqtt-gateway) with their own data
 // directory. Logs go to <tmp>/logs, the data to <tmp>/data.
 class Stack {
@@ -187,26 +215,17 @@ class Stack {
   explicit Stack(StackOptions options = {}) : options_(std::move(options)) {
     REQUIRE(mkdir(dir_.Join("logs").c_str(), 0755) == 0);
     REQUIRE(mkdir(dir_.Join("esp32-configs").c_str(), 0755) == 0);
-    config_port_ = FreePort();
-    auto config = ChildProcess::Start(BinaryPath("iot2mqtt-config"), {},
-                                      ConfigEnv(), config_log());
-    REQUIRE(config.ok());
-    config_ = std::move(*config);
-    REQUIRE(WaitFor([this] { return PortAccepts(config_port_); }));
+    config_ = StartListening(
+        "iot2mqtt-config", ConfigEnv(), "CONFIG_LISTEN_ADDR", config_log(),
+        [](int port) { return PortAccepts(port); }, &config_port_);
     if (!options_.start_gateway) return;
-    gateway_port_ = FreePort();
     std::map<std::string, std::string> env = {
-        {"GATEWAY_LISTEN_ADDR", absl::StrCat("127.0.0.1:", gateway_port_)},
-        {"CONFIG_SERVICE_ADDR", config_target()},
-        {"LOG_LEVEL", "DEBUG"}};
+        {"CONFIG_SERVICE_ADDR", config_target()}, {"LOG_LEVEL", "DEBUG"}};
     for (const auto& [name, value] : options_.gateway_env) env[name] = value;
-    auto gateway = ChildProcess::Start(BinaryPath("iot2mqtt-gateway"), {}, env,
-                                       gateway_log());
-    REQUIRE(gateway.ok());
-    gateway_ = std::move(*gateway);
-    REQUIRE(WaitFor([this] {
-      return HttpRequest(gateway_port_, "GET", "/api/health").ok();
-    }));
+    gateway_ = StartListening(
+        "iot2mqtt-gateway", env, "GATEWAY_LISTEN_ADDR", gateway_log(),
+        [](int port) { return HttpRequest(port, "GET", "/api/health").ok(); },
+        &gateway_port_);
   }
 
   // The config service's environment (also the CLI's).
@@ -224,8 +243,7 @@ class Stack {
   }
 
   HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& body = "",
-                    const Headers& headers = {}) {
+                    const std::string& body = "", const Headers& headers = {}) {
     auto r = HttpRequest(gateway_port_, method, target, body, headers);
     INFO(method << " " << target);
     REQUIRE(r.ok());
@@ -308,11 +326,11 @@ std::vector<Endpoint> ProtectedEndpoints(const std::string& openapi_json) {
         continue;
       }
       if (IsPublic(method, templ)) continue;
-      std::string target = absl::StrReplaceAll(
-          templ, {{"{mac_address}", kMac},
-                  {"{name}", "demo"},
-                  {"{connector}", "demo"},
-                  {"{instance_id}", "x1"}});
+      std::string target =
+          absl::StrReplaceAll(templ, {{"{mac_address}", kMac},
+                                      {"{name}", "demo"},
+                                      {"{connector}", "demo"},
+                                      {"{instance_id}", "x1"}});
       INFO(templ);
       REQUIRE(target.find('{') == std::string::npos);
       out.push_back({method, target});
@@ -343,9 +361,10 @@ std::string ForeignToken() {
   return response.token();
 }
 
-TEST_CASE("Auth: every protected route refuses a missing, malformed or "
-          "foreign token",
-          "[e2e]") {
+TEST_CASE(
+    "Auth: every protected route refuses a missing, malformed or "
+    "foreign token",
+    "[e2e]") {
   const std::string foreign = ForeignToken();
   Stack stack({"key-1", true, {}});
   HttpResponse spec = stack.Call("GET", "/api/docs/openapi.json");
@@ -354,20 +373,28 @@ TEST_CASE("Auth: every protected route refuses a missing, malformed or "
   // The document lists the routes this test must cover.
   std::set<std::string> covered;
   for (const Endpoint& e : endpoints) covered.insert(e.method + " " + e.target);
-  for (const char* expected :
-       {"GET /api/configs", "PUT /api/configs/a4-cf-12-34-56-78",
-        "DELETE /api/configs/a4-cf-12-34-56-78", "GET /api/mqtt/config",
-        "POST /api/mqtt/config", "GET /api/connectors",
-        "GET /api/connectors/available", "GET /api/connectors/demo/setup",
-        "GET /api/integrations", "GET /api/integrations/",
-        "GET /api/integrations/demo/meta", "GET /api/integrations/demo/icon",
-        "GET /api/integrations/demo/setup",
-        "POST /api/integrations/demo/validate",
-        "GET /api/integrations/demo/instances",
-        "GET /api/integrations/instances/x1", "GET /api/instances",
-        "POST /api/instances", "GET /api/instances/demo/x1",
-        "PUT /api/instances/demo/x1", "DELETE /api/instances/demo/x1",
-        "GET /api/events"}) {
+  for (const char* expected : {"GET /api/configs",
+                               "PUT /api/configs/a4-cf-12-34-56-78",
+                               "DELETE /api/configs/a4-cf-12-34-56-78",
+                               "GET /api/mqtt/config",
+                               "POST /api/mqtt/config",
+                               "GET /api/connectors",
+                               "GET /api/connectors/available",
+                               "GET /api/connectors/demo/setup",
+                               "GET /api/integrations",
+                               "GET /api/integrations/",
+                               "GET /api/integrations/demo/meta",
+                               "GET /api/integrations/demo/icon",
+                               "GET /api/integrations/demo/setup",
+                               "POST /api/integrations/demo/validate",
+                               "GET /api/integrations/demo/instances",
+                               "GET /api/integrations/instances/x1",
+                               "GET /api/instances",
+                               "POST /api/instances",
+                               "GET /api/instances/demo/x1",
+                               "PUT /api/instances/demo/x1",
+                               "DELETE /api/instances/demo/x1",
+                               "GET /api/events"}) {
     INFO(expected);
     CHECK(covered.count(expected) == 1);
   }
@@ -381,14 +408,27 @@ TEST_CASE("Auth: every protected route refuses a missing, malformed or "
                       "TOKEN_MALFORMED");
     CheckUnauthorized(stack.Call(e.method, e.target, body, Bearer(foreign)),
                       "TOKEN_SIGNATURE_INVALID");
+    // Routes match decoded segments: an encoded "api" is still the API.
+    for (const char* encoded : {"/%61pi/", "/%61%70%69/", "/%41pi/"}) {
+      const std::string disguised =
+          absl::StrCat(encoded, e.target.substr(strlen("/api/")));
+      INFO(disguised);
+      HttpResponse r = stack.Call(e.method, disguised, body);
+      if (std::string(encoded) == "/%41pi/") {
+        // "Api" is no route at all.
+        CheckErrorBody(r, 404, "ROUTE_NOT_FOUND");
+      } else {
+        CheckUnauthorized(r, "AUTH_REQUIRED");
+      }
+    }
     // The scheme alone is no token either.
     CheckUnauthorized(
         stack.Call(e.method, e.target, body, {{"Authorization", "Bearer"}}),
         "AUTH_REQUIRED");
     if (e.target == "/api/events") continue;  // A stream: checked below.
     // With this install's token the request gets past auth.
-    HttpResponse authorised = stack.Call(e.method, e.target, body,
-                                         Bearer(token));
+    HttpResponse authorised =
+        stack.Call(e.method, e.target, body, Bearer(token));
     INFO(authorised.body);
     CHECK(authorised.status != 401);
     CHECK(authorised.status != 403);
@@ -413,22 +453,24 @@ TEST_CASE("Auth: check and verify answer with the token's user", "[e2e]") {
   CHECK(verify.status == 200);
   CHECK(verify.body == R"({"valid":true,"user":"user"})");
   // A token whose signature was tampered with is refused.
+  // (The first character of the signature: the last one carries unused
+  // bits.)
   std::string tampered = token;
-  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  char& first = tampered[tampered.rfind('.') + 1];
+  first = first == 'A' ? 'B' : 'A';
   CheckUnauthorized(stack.Call("GET", "/api/auth/check", "", Bearer(tampered)),
                     "TOKEN_SIGNATURE_INVALID");
 }
 
-TEST_CASE("Auth: ?token= opens the event stream but no other route",
-          "[e2e]") {
+TEST_CASE("Auth: ?token= opens the event stream but no other route", "[e2e]") {
   Stack stack({"key-1", true, {}});
   const std::string token = stack.TokenFor("key-1");
-  const std::string stream = ReadUntil(
-      stack.gateway_port(),
-      absl::StrCat("GET /api/events?token=", token,
-                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: "
-                   "text/event-stream\r\n\r\n"),
-      "retry:");
+  const std::string stream =
+      ReadUntil(stack.gateway_port(),
+                absl::StrCat("GET /api/events?token=", token,
+                             " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: "
+                             "text/event-stream\r\n\r\n"),
+                "retry:");
   INFO(stream);
   CHECK(StatusOfRaw(stream) == 200);
   CHECK(stream.find("text/event-stream") != std::string::npos);
@@ -505,7 +547,8 @@ TEST_CASE("Auth: a first login from the network does not set the key",
           "[e2e]") {
   Stack stack({"", /*start_gateway=*/false, {}});
   auto stub = ConfigStub(stack.config_target());
-  for (const char* address : {"192.0.2.10", "::ffff:192.0.2.10", "2001:db8::1"}) {
+  for (const char* address :
+       {"192.0.2.10", "::ffff:192.0.2.10", "2001:db8::1"}) {
     INFO(address);
     grpc::ClientContext context;
     SetDeadline(&context);
@@ -532,10 +575,10 @@ TEST_CASE("Auth: a first login from the network does not set the key",
 }
 
 TEST_CASE("Auth: failed logins are rate limited per client", "[e2e]") {
-  Stack stack({"right-key",
-               true,
-               {{"AUTH_MAX_FAILED_LOGINS", "3"},
-                {"AUTH_LOGIN_WINDOW_SECONDS", "2"}}});
+  Stack stack(
+      {"right-key",
+       true,
+       {{"AUTH_MAX_FAILED_LOGINS", "3"}, {"AUTH_LOGIN_WINDOW_SECONDS", "2"}}});
   for (int i = 0; i < 3; ++i) {
     INFO("attempt " << i + 1);
     CheckErrorBody(stack.Login("wrong-key"), 401, "INVALID_ACCESS_KEY");
@@ -726,19 +769,29 @@ TEST_CASE("Auth: AUTH_MODE=required is the default and no warning is logged",
 
 // `value` in a path segment, as sent.
 const std::vector<std::string>& BadSegments() {
-  static const auto* values = new std::vector<std::string>{
-      "..",    "%2e%2e", "a%2Fb",        "%2Fetc%2Fpasswd",  "x%00y",
-      std::string(300, 'a'), "UPPER", "-lead", "..%2F..%2Fetc", "a.json",
-      "%2E%2E%2F%2E%2E"};
+  static const auto* values =
+      new std::vector<std::string>{"..",
+                                   "%2e%2e",
+                                   "a%2Fb",
+                                   "%2Fetc%2Fpasswd",
+                                   "x%00y",
+                                   std::string(300, 'a'),
+                                   "UPPER",
+                                   "-lead",
+                                   "..%2F..%2Fetc",
+                                   "a.json",
+                                   "%2E%2E%2F%2E%2E"};
   return *values;
 }
 
 // The same names as JSON string contents (for bodies).
 const std::vector<std::string>& BadBodyNames() {
   static const auto* values = new std::vector<std::string>{
-      "..",    "%2e%2e", "a/b",          "/etc/passwd", "x\\u0000y",
-      std::string(300, 'a'), "UPPER", "-lead", "../../etc",   "a.json",
-      "",      " a",     "a b"};
+      "..",          "%2e%2e",    "a/b",
+      "/etc/passwd", "x\\u0000y", std::string(300, 'a'),
+      "UPPER",       "-lead",     "../../etc",
+      "a.json",      "",          " a",
+      "a b"};
   return *values;
 }
 
@@ -754,9 +807,10 @@ void CheckRejected(const HttpResponse& r, const std::string& reason) {
   }
 }
 
-TEST_CASE("Auth: names that would escape their directory are 400 and touch "
-          "nothing",
-          "[e2e]") {
+TEST_CASE(
+    "Auth: names that would escape their directory are 400 and touch "
+    "nothing",
+    "[e2e]") {
   Stack stack({"key-1", true, {}});
   const Headers auth = Bearer(stack.TokenFor("key-1"));
   // Something to damage.
@@ -792,16 +846,16 @@ TEST_CASE("Auth: names that would escape their directory are 400 and touch "
           stack.Call(method, absl::StrCat("/api/instances/demo/", v), b, auth),
           "INVALID_INSTANCE_ID");
     }
-    CheckRejected(stack.Call("GET", absl::StrCat("/api/connectors/", v,
-                                                 "/setup"),
-                             "", auth),
-                  "INVALID_CONNECTOR_NAME");
+    CheckRejected(
+        stack.Call("GET", absl::StrCat("/api/connectors/", v, "/setup"), "",
+                   auth),
+        "INVALID_CONNECTOR_NAME");
     for (const char* leaf : {"meta", "icon", "setup", "instances"}) {
       INFO(leaf);
-      CheckRejected(stack.Call("GET",
-                               absl::StrCat("/api/integrations/", v, "/", leaf),
-                               "", auth),
-                    "INVALID_CONNECTOR_NAME");
+      CheckRejected(
+          stack.Call("GET", absl::StrCat("/api/integrations/", v, "/", leaf),
+                     "", auth),
+          "INVALID_CONNECTOR_NAME");
     }
     CheckRejected(
         stack.Call("POST", absl::StrCat("/api/integrations/", v, "/validate"),
@@ -830,7 +884,8 @@ TEST_CASE("Auth: names that would escape their directory are 400 and touch "
   // Raw slashes change the route: no route, or a rejected name.
   for (const char* target :
        {"/api/instances/../../etc/passwd", "/api/integrations/../../x/meta",
-        "/api/connectors/../../etc/setup", "/api/integrations/instances/../.."}) {
+        "/api/connectors/../../etc/setup",
+        "/api/integrations/instances/../.."}) {
     INFO(target);
     HttpResponse r = stack.Call("GET", target, "", auth);
     INFO(r.body);
@@ -860,11 +915,11 @@ TEST_CASE("Auth: names that would escape their directory are 400 and touch "
   // (or refused), never used as a path.
   for (const std::string& v : BadBodyNames()) {
     INFO("body name " << v);
-    HttpResponse put = stack.Call(
-        "PUT", "/api/instances/demo/home1",
-        absl::StrCat(R"({"instance_id":")", v, R"(","connector_type":")", v,
-                     R"("})"),
-        auth);
+    HttpResponse put =
+        stack.Call("PUT", "/api/instances/demo/home1",
+                   absl::StrCat(R"({"instance_id":")", v,
+                                R"(","connector_type":")", v, R"("})"),
+                   auth);
     INFO(put.body);
     CHECK((put.status == 200 || put.status == 400));
     if (put.status == 200) {
