@@ -90,6 +90,7 @@ void GrpcServer::Shutdown() {
   }
   if (!stop_polling_.HasBeenNotified()) stop_polling_.Notify();
   if (poller_.joinable()) poller_.join();
+  if (options_.before_shutdown) options_.before_shutdown();
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoNanoseconds(options_.shutdown_grace));
 }

@@ -39,6 +39,9 @@ struct ServerOptions {
   absl::Duration health_poll_interval = absl::Seconds(5);
   absl::Duration shutdown_grace = absl::Seconds(5);
   std::shared_ptr<prometheus::Registry> registry;  // Null: no metrics.
+  // Runs once at Shutdown, before the grace period starts: ends long-lived
+  // streams so they don't hold it.
+  std::function<void()> before_shutdown;
 };
 
 class TelemetryServiceImpl;

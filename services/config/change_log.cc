@@ -106,6 +106,12 @@ int ChangeLog::AddListener(std::function<void()> listener) {
   return id;
 }
 
+void ChangeLog::Close() {
+  closed_.store(true);
+  absl::MutexLock lock(&listeners_mu_);
+  for (auto& [id, listener] : listeners_) listener();
+}
+
 void ChangeLog::RemoveListener(int id) {
   absl::MutexLock lock(&listeners_mu_);
   listeners_.erase(id);

@@ -9,6 +9,7 @@
 // than what is kept, from the future, or malformed) the watcher gets a
 // resync marker instead and should re-read what it shows.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -70,6 +71,10 @@ class ChangeLog {
   int AddListener(std::function<void()> listener);
   void RemoveListener(int id);
 
+  // At shutdown: wakes the listeners so watchers end their streams.
+  void Close();
+  bool closed() const { return closed_.load(); }
+
  private:
   Change Marker(uint64_t revision) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -79,6 +84,7 @@ class ChangeLog {
   std::deque<Change> changes_ ABSL_GUARDED_BY(mu_);
   uint64_t next_revision_ ABSL_GUARDED_BY(mu_) = 1;
 
+  std::atomic<bool> closed_{false};
   absl::Mutex listeners_mu_;
   std::map<int, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;

@@ -121,6 +121,11 @@ class ChangeWriter final : public grpc::ServerWriteReactor<v1::ChangeEvent> {
   void Next() {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_ || cancelled_) return;
+    if (log_.closed()) {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "the config service is shutting down"));
+      return;
+    }
     if (pending_resync_) {
       pending_resync_ = false;
       Change marker;

@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "iot2mqtt/sdk/log.h"
 #include "services/common/status.h"
 
 namespace iot2mqtt::config {
@@ -228,6 +229,30 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(
   closedir(dir);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+int RemoveStaleTempFiles(const std::string& root, absl::Duration min_age) {
+  absl::StatusOr<std::vector<std::string>> names = ListDirectory(root);
+  if (!names.ok()) return 0;
+  int removed = 0;
+  const absl::Time cutoff = absl::Now() - min_age;
+  for (const std::string& name : *names) {
+    std::string path = absl::StrCat(root, "/", name);
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      removed += RemoveStaleTempFiles(path, min_age);
+    } else if (S_ISREG(st.st_mode) && IsAtomicWriteTempName(name) &&
+               absl::FromTimeT(st.st_mtime) < cutoff) {
+      if (unlink(path.c_str()) == 0) {
+        ++removed;
+      } else {
+        IOT2MQTT_LOG(WARNING).With("path", path)
+            << "can't remove a temporary file left by a crash";
+      }
+    }
+  }
+  return removed;
 }
 
 absl::StatusOr<FileLock> FileLock::Acquire(const std::string& lock_path) {

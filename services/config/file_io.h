@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace iot2mqtt::config {
 
@@ -67,6 +68,12 @@ std::string DirectoryOf(const std::string& path);
 // Whether `name` is a temporary file WriteFileAtomically leaves behind on a
 // crash (".<name>.tmp-<16 hex>"); stores skip and may delete them.
 bool IsAtomicWriteTempName(absl::string_view name);
+
+// Removes, below `root` (recursively, symlinks not followed), the temporary
+// files crashed atomic writes left behind that are older than `min_age`
+// (younger ones may belong to a write in progress in another process).
+// Returns how many were removed; problems are logged, never fatal.
+int RemoveStaleTempFiles(const std::string& root, absl::Duration min_age);
 
 // An exclusive advisory lock, held until destruction.
 class FileLock {

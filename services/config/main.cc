@@ -44,6 +44,7 @@
 #include "iot2mqtt/sdk/log.h"
 #include "services/common/server_runner.h"
 #include "services/config/config_stack.h"
+#include "services/config/file_io.h"
 
 namespace iot2mqtt::config {
 namespace {
@@ -178,6 +179,11 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
+  if (int removed = RemoveStaleTempFiles(options.data_dir, absl::Seconds(10));
+      removed > 0) {
+    IOT2MQTT_LOG(INFO).With("files", removed)
+        << "removed temporary files left by an interrupted write";
+  }
   MqttSettingsStore& mqtt = stack.mqtt();
   if (absl::Status s = mqtt.MigratePlaintextPassword(); !s.ok()) {
     IOT2MQTT_LOG(WARNING) << "can't move the MQTT password out of .env: "
@@ -240,6 +246,7 @@ int Main(int argc, char** argv) {
     return CheckConfigHealth(stack.device_configs());
   };
   server_options.registry = stack.registry();
+  server_options.before_shutdown = [&changes] { changes.Close(); };
   int code = common::RunServer(std::move(server_options), {&stack.service()});
   stop_polling.Notify();
   poller.join();

@@ -43,12 +43,14 @@ using ::iot2mqtt::testing::FreePort;
 using ::iot2mqtt::testing::HttpRequest;
 using ::iot2mqtt::testing::HttpResponse;
 using ::iot2mqtt::testing::ListDir;
-using ::iot2mqtt::testing::PortAccepts;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::SourcePath;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WaitFor;
 using ::iot2mqtt::testing::WriteFile;
+
+// Extra environment of the config service.
+using Env = std::map<std::string, std::string>;
 
 inline constexpr char kAccessKey[] = "config integration key #7";
 inline constexpr char kMask[] = "***HIDDEN***";
@@ -136,8 +138,7 @@ inline std::vector<std::string> FilesContaining(const std::string& dir,
 class ServiceStack {
  public:
   // `extra_env` is added to the config service's environment.
-  explicit ServiceStack(std::map<std::string, std::string> extra_env = {})
-      : extra_env_(std::move(extra_env)) {
+  explicit ServiceStack(Env extra_env = {}) : extra_env_(std::move(extra_env)) {
     REQUIRE(mkdir(root_.Join("data").c_str(), 0755) == 0);
     REQUIRE(mkdir(root_.Join("esp32").c_str(), 0755) == 0);
     REQUIRE(mkdir(root_.Join("connectors").c_str(), 0755) == 0);
@@ -157,31 +158,22 @@ class ServiceStack {
   ServiceStack(const ServiceStack&) = delete;
   ServiceStack& operator=(const ServiceStack&) = delete;
 
-  // Starts the config service and waits until it answers over gRPC.
+  // Starts the config service and waits until it answers over gRPC. When
+  // its port was taken meanwhile (by another test's process), it moves to a
+  // free one, and so does a running gateway.
   void StartConfig() {
-    std::map<std::string, std::string> env = {
-        {"IOT2MQTT_DATA_DIR", data_dir()},
-        {"IOT2MQTT_CONNECTORS_DIR", connectors_dir()},
-        {"ESP32_CONFIGS_DIR", esp32_dir()},
-        {"CONFIG_LISTEN_ADDR", absl::StrCat("127.0.0.1:", config_port_)},
-        {"WEB_ACCESS_KEY", kAccessKey},
-        {"LOG_LEVEL", "INFO"}};
-    for (const auto& [key, value] : extra_env_) env[key] = value;
-    auto process = ChildProcess::Start(BinaryPath("iot2mqtt-config"), {}, env,
-                                       root_.Join("config.log"));
-    REQUIRE(process.ok());
-    config_ = *std::move(process);
-    bool ready = WaitFor(
-        [&] {
-          if (!config_->Running()) return false;
-          stub_ = Connect(config_port_);
-          v1::ListDeviceConfigsResponse response;
-          return stub_->ListDeviceConfigs(Context(1).get(), {}, &response)
-              .ok();
-        },
-        absl::Seconds(20));
-    INFO(Logs());
-    REQUIRE(ready);
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (TryStartConfig()) return;
+      INFO(Logs());
+      REQUIRE(absl::StrContains(LogSince("config.log", log_offset_),
+                                "cannot listen"));
+      config_port_ = FreePort();
+      if (gateway_ != nullptr) {
+        gateway_.reset();
+        LaunchGateway();
+      }
+    }
+    FAIL("no free port for the config service");
   }
 
   // SIGKILL: no chance to finish anything.
@@ -194,9 +186,11 @@ class ServiceStack {
     config_.reset();
   }
 
-  // SIGTERM: a clean stop (exit 0).
+  // SIGTERM: a clean stop (exit 0). The stub's channel goes first: the
+  // server waits (its grace period) for idle client connections to close.
   void StopConfig() {
     REQUIRE(config_ != nullptr);
+    stub_.reset();
     config_->Signal(SIGTERM);
     absl::StatusOr<int> code = config_->Wait(absl::Seconds(15));
     INFO(Logs());
@@ -208,24 +202,9 @@ class ServiceStack {
   // Starts the gateway in front of the config service (which must run) and
   // logs in with the access key the config service was started with.
   void StartGateway() {
-    gateway_port_ = FreePort();
-    auto process = ChildProcess::Start(
-        BinaryPath("iot2mqtt-gateway"), {},
-        {{"GATEWAY_LISTEN_ADDR", absl::StrCat("127.0.0.1:", gateway_port_)},
-         {"CONFIG_SERVICE_ADDR", absl::StrCat("127.0.0.1:", config_port_)},
-         {"LOG_LEVEL", "INFO"}},
-        root_.Join("gateway.log"));
-    REQUIRE(process.ok());
-    gateway_ = *std::move(process);
-    bool ready = WaitFor([&] {
-      auto health = HttpRequest(gateway_port_, "GET", "/api/health");
-      return health.ok() && health->status == 200;
-    });
-    INFO(Logs());
-    REQUIRE(ready);
-    HttpResponse login =
-        Http("POST", "/api/auth/login",
-             absl::StrCat(R"({"key":")", kAccessKey, R"("})"));
+    LaunchGateway();
+    HttpResponse login = Http("POST", "/api/auth/login",
+                              absl::StrCat(R"({"key":")", kAccessKey, R"("})"));
     INFO(login.body);
     REQUIRE(login.status == 200);
     token_ = Str(Parse(login.body), "token");
@@ -264,12 +243,15 @@ class ServiceStack {
   std::string connector_dir() const { return root_.Join("connectors/demo"); }
   std::string esp32_dir() const { return root_.Join("esp32"); }
 
-  std::string Logs() const {
+  // Both logs, the last `tail` bytes of each (0: all of them).
+  std::string Logs(size_t tail = 6000) const {
     std::string logs;
     for (const char* name : {"config.log", "gateway.log"}) {
       if (access(root_.Join(name).c_str(), R_OK) == 0) {
         std::string text = ReadFile(root_.Join(name));
-        if (text.size() > 6000) text = text.substr(text.size() - 6000);
+        if (tail > 0 && text.size() > tail) {
+          text = text.substr(text.size() - tail);
+        }
         absl::StrAppend(&logs, "--- ", name, "\n", text);
       }
     }
@@ -277,14 +259,93 @@ class ServiceStack {
   }
 
  private:
+  // One start; false when the process exited before answering.
+  bool TryStartConfig() {
+    std::map<std::string, std::string> env = {
+        {"IOT2MQTT_DATA_DIR", data_dir()},
+        {"IOT2MQTT_CONNECTORS_DIR", connectors_dir()},
+        {"ESP32_CONFIGS_DIR", esp32_dir()},
+        {"CONFIG_LISTEN_ADDR", absl::StrCat("127.0.0.1:", config_port_)},
+        {"WEB_ACCESS_KEY", kAccessKey},
+        {"LOG_LEVEL", "INFO"}};
+    for (const auto& [key, value] : extra_env_) env[key] = value;
+    log_offset_ = LogSince("config.log", 0).size();
+    auto process = ChildProcess::Start(BinaryPath("iot2mqtt-config"), {}, env,
+                                       root_.Join("config.log"));
+    REQUIRE(process.ok());
+    config_ = *std::move(process);
+    bool exited = false;
+    bool ready = WaitFor(
+        [&] {
+          if (!config_->Running()) {
+            exited = true;
+            return true;
+          }
+          stub_ = Connect(config_port_);
+          v1::ListDeviceConfigsResponse response;
+          return stub_->ListDeviceConfigs(Context(1).get(), {}, &response).ok();
+        },
+        absl::Seconds(20));
+    if (exited) {
+      config_.reset();
+      stub_.reset();
+      return false;
+    }
+    INFO(Logs());
+    REQUIRE(ready);
+    return true;
+  }
+
+  // Starts the gateway on a free port (another one when that was taken
+  // meanwhile) and waits until it answers.
+  void LaunchGateway() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      gateway_port_ = FreePort();
+      auto process = ChildProcess::Start(
+          BinaryPath("iot2mqtt-gateway"), {},
+          {{"GATEWAY_LISTEN_ADDR", absl::StrCat("127.0.0.1:", gateway_port_)},
+           {"CONFIG_SERVICE_ADDR", absl::StrCat("127.0.0.1:", config_port_)},
+           {"LOG_LEVEL", "INFO"}},
+          root_.Join("gateway.log"));
+      REQUIRE(process.ok());
+      gateway_ = *std::move(process);
+      bool exited = false;
+      bool ready = WaitFor([&] {
+        if (!gateway_->Running()) {
+          exited = true;
+          return true;
+        }
+        auto health = HttpRequest(gateway_port_, "GET", "/api/health");
+        return health.ok() && health->status == 200;
+      });
+      if (exited) {
+        gateway_.reset();
+        continue;
+      }
+      INFO(Logs());
+      REQUIRE(ready);
+      return;
+    }
+    INFO(Logs());
+    FAIL("the gateway did not start");
+  }
+
+  // What the log `name` holds after `offset` bytes ("" without a log).
+  std::string LogSince(const char* name, size_t offset) const {
+    if (access(root_.Join(name).c_str(), R_OK) != 0) return "";
+    std::string text = ReadFile(root_.Join(name));
+    return offset < text.size() ? text.substr(offset) : "";
+  }
+
   TempDir root_;
-  std::map<std::string, std::string> extra_env_;
+  Env extra_env_;
   int config_port_ = 0;
   int gateway_port_ = 0;
   std::unique_ptr<ChildProcess> config_;
   std::unique_ptr<ChildProcess> gateway_;
   std::unique_ptr<ConfigService::Stub> stub_;
   std::string token_;
+  size_t log_offset_ = 0;
 };
 
 }  // namespace iot2mqtt::config::harness

@@ -749,3 +749,29 @@ TEST_CASE("FileDeviceConfigStore: an invalid file is logged once per version",
 
 }  // namespace
 }  // namespace iot2mqtt::config
+
+namespace iot2mqtt::config {
+namespace {
+
+TEST_CASE("stale temporary files of crashed writes are removed at start, "
+          "recent ones kept") {
+  testing::TempDir dir;
+  ::mkdir(dir.Join("instances").c_str(), 0755);
+  ::mkdir(dir.Join("instances/demo").c_str(), 0755);
+  const std::string stale = dir.Join("instances/demo/.x.json.tmp-0123456789abcdef");
+  const std::string fresh = dir.Join(".env.tmp-fedcba9876543210");
+  const std::string kept = dir.Join("instances/demo/x.json");
+  testing::WriteFile(stale, "{");
+  testing::WriteFile(fresh, "A=1");
+  testing::WriteFile(kept, "{}");
+  struct timespec times[2] = {{1000000, 0}, {1000000, 0}};
+  REQUIRE(utimensat(AT_FDCWD, stale.c_str(), times, 0) == 0);
+
+  CHECK(RemoveStaleTempFiles(dir.path(), absl::Seconds(10)) == 1);
+  CHECK_FALSE(PathExists(stale));
+  CHECK(PathExists(fresh));  // Maybe a write in progress elsewhere.
+  CHECK(PathExists(kept));
+}
+
+}  // namespace
+}  // namespace iot2mqtt::config
