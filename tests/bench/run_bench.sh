@@ -116,7 +116,7 @@ LIST=$(run_scenario list "/api/configs" "$WORK/report.lua")
 STATIC=$(run_scenario static "/api/docs/openapi.json" "$WORK/report.lua")
 BUSY_CONFIG_KB=$(rss_kb "$CONFIG_PID")
 BUSY_GATEWAY_KB=$(rss_kb "$GATEWAY_PID")
-LIST_BYTES=$(curl -fsS "http://127.0.0.1:$GATEWAY_PORT/api/configs" | wc -c)
+LIST_BYTES=$(curl -fsS -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT/api/configs" | wc -c)
 
 echo
 printf '%-8s %12s %10s %10s %10s %10s %8s\n' scenario "req/s" "p50 ms" "p99 ms" "max ms" requests errors
