@@ -53,7 +53,6 @@ std::string MethodLabel(absl::string_view method) {
   return "OTHER";
 }
 
-
 HttpResponse Error(const HttpError& error, const HttpRequest& request,
                    std::string route = "unmatched") {
   HttpResponse response = ErrorResponse(error, request.correlation_id);
@@ -70,7 +69,8 @@ HttpResponse MethodNotAllowed(const HttpRequest& request,
       Error(GatewayError(
                 405, absl::StatusCode::kUnimplemented,
                 absl::StrCat("method ", EscapeUnprintable(request.method, 256),
-                             " is not allowed on ", EscapeUnprintable(request.path, 256),
+                             " is not allowed on ",
+                             EscapeUnprintable(request.path, 256),
                              "; allowed: ", allow),
                 "METHOD_NOT_ALLOWED", {{"allowed_methods", allow}}),
             request, std::move(route));
@@ -247,20 +247,20 @@ void Gateway::HandleStream(const Route& route, Backend* backend,
   {
     absl::MutexLock lock(&calls_mu_);
     if (!accepting_calls_) {
-      respond(Error(GatewayError(503, absl::StatusCode::kUnavailable,
-                                 "the gateway is shutting down",
-                                 "BACKEND_UNAVAILABLE"),
-                    request, route.path.text()));
+      respond(Error(
+          GatewayError(503, absl::StatusCode::kUnavailable,
+                       "the gateway is shutting down", "BACKEND_UNAVAILABLE"),
+          request, route.path.text()));
       return;
     }
     // Registered before it starts, so on_done always finds it.
     auto holder = std::make_shared<SseBridge*>(nullptr);
-    std::shared_ptr<SseBridge> bridge = SseBridge::Start(
-        std::move(call), stream, SseOptions(),
-        [this, holder](const grpc::Status&) {
-          absl::MutexLock done_lock(&calls_mu_);
-          streams_.erase(*holder);
-        });
+    std::shared_ptr<SseBridge> bridge =
+        SseBridge::Start(std::move(call), stream, SseOptions(),
+                         [this, holder](const grpc::Status&) {
+                           absl::MutexLock done_lock(&calls_mu_);
+                           streams_.erase(*holder);
+                         });
     // on_done can't run before this: it takes calls_mu_.
     *holder = bridge.get();
     streams_[bridge.get()] = bridge;
@@ -352,9 +352,8 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
       [this, shared, respond = std::move(respond)](
           const grpc::Status& status, const std::string& subject) mutable {
         if (!status.ok()) {
-          HttpResponse error =
-              ErrorResponse(BackendError(status, "config"),
-                            shared->correlation_id);
+          HttpResponse error = ErrorResponse(BackendError(status, "config"),
+                                             shared->correlation_id);
           if (error.status == 401) {
             error.headers.emplace_back("WWW-Authenticate", "Bearer");
           }
@@ -367,8 +366,7 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
 
 void Gateway::Authenticate(
     const std::string& token, const std::string& correlation_id,
-    std::function<void(const grpc::Status&, const std::string& subject)>
-        next) {
+    std::function<void(const grpc::Status&, const std::string& subject)> next) {
   if (token.empty()) {
     next(common::ToGrpcStatus(common::WithReason(
              absl::UnauthenticatedError(
@@ -471,12 +469,13 @@ void Gateway::Dispatch(HttpRequest request, Responder respond,
       return;
     }
     case RouteMatch::Outcome::kNotFound:
-      respond(Error(GatewayError(404, absl::StatusCode::kNotFound,
-                                 absl::StrCat("no route matches ",
-                                              EscapeUnprintable(request.method, 256),
-                                              " ", EscapeUnprintable(request.path, 256)),
-                                 "ROUTE_NOT_FOUND"),
-                    request));
+      respond(Error(
+          GatewayError(404, absl::StatusCode::kNotFound,
+                       absl::StrCat("no route matches ",
+                                    EscapeUnprintable(request.method, 256), " ",
+                                    EscapeUnprintable(request.path, 256)),
+                       "ROUTE_NOT_FOUND"),
+          request));
       return;
   }
 }
@@ -556,15 +555,16 @@ void Gateway::HandleRoute(const Route& route,
     const std::string address = request.remote_address;
     absl::Duration wait = login_limiter_.RetryAfter(address, absl::Now());
     if (wait > absl::ZeroDuration()) {
-      int64_t seconds = absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1)));
-      HttpResponse error = Error(
-          GatewayError(429, absl::StatusCode::kResourceExhausted,
-                       absl::StrCat("too many failed logins from this "
-                                    "address; try again in ",
-                                    seconds, " s"),
-                       kTooManyLoginAttempts,
-                       {{"retry_after_seconds", absl::StrCat(seconds)}}),
-          request, route.path.text());
+      int64_t seconds =
+          absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1)));
+      HttpResponse error =
+          Error(GatewayError(429, absl::StatusCode::kResourceExhausted,
+                             absl::StrCat("too many failed logins from this "
+                                          "address; try again in ",
+                                          seconds, " s"),
+                             kTooManyLoginAttempts,
+                             {{"retry_after_seconds", absl::StrCat(seconds)}}),
+                request, route.path.text());
       error.headers.emplace_back("Retry-After", absl::StrCat(seconds));
       respond(std::move(error));
       return;
@@ -579,59 +579,60 @@ void Gateway::HandleRoute(const Route& route,
       inner(std::move(r));
     };
   }
-  Call(backend, route.rpc_path, *message, options_.backend_deadline,
-       correlation_id,
-       [this, &route, respond = std::move(respond), correlation_id,
-        name = backend->spec.name](const grpc::Status& status,
-                                   const std::string& bytes) {
-         HttpResponse response;
-         response.route = route.path.text();
-         if (!status.ok()) {
-           if (status.error_details().empty()) {
-             // Never reached the service (unreachable, deadline).
-             backend_errors_total_->Add({{"service", name}}).Increment();
-             sdk::ScopedCorrelationId scope(correlation_id);
-             IOT2MQTT_LOG(WARNING)
-                     .With("backend", name)
-                     .With("rpc", route.rpc_path)
-                     .With("code",
-                           common::CodeName(static_cast<absl::StatusCode>(
-                               status.error_code())))
-                     .With("error", status.error_message())
-                 << "backend call failed";
-           }
-           HttpResponse error =
-               ErrorResponse(BackendError(status, name), correlation_id);
-           error.route = route.path.text();
-           respond(std::move(error));
-           return;
-         }
-         std::unique_ptr<Message> reply(
-             google::protobuf::MessageFactory::generated_factory()
-                 ->GetPrototype(route.method->output_type())
-                 ->New());
-         if (!reply->ParseFromString(bytes)) {
-           HttpResponse error = ErrorResponse(
-               GatewayError(502, absl::StatusCode::kInternal,
-                            absl::StrCat("the ", name,
-                                         " service sent an unreadable answer"),
-                            "BAD_BACKEND_RESPONSE"),
-               correlation_id);
-           error.route = route.path.text();
-           respond(std::move(error));
-           return;
-         }
-         RenderedResponse rendered = RenderResponse(route, *reply);
-         if (rendered.no_content) {
-           response.status = 204;
-           response.content_type.clear();
-         } else {
-           response.body = std::move(rendered.json);
-           response.content_type = std::move(rendered.content_type);
-         }
-         respond(std::move(response));
-       },
-       std::move(metadata));
+  Call(
+      backend, route.rpc_path, *message, options_.backend_deadline,
+      correlation_id,
+      [this, &route, respond = std::move(respond), correlation_id,
+       name = backend->spec.name](const grpc::Status& status,
+                                  const std::string& bytes) {
+        HttpResponse response;
+        response.route = route.path.text();
+        if (!status.ok()) {
+          if (status.error_details().empty()) {
+            // Never reached the service (unreachable, deadline).
+            backend_errors_total_->Add({{"service", name}}).Increment();
+            sdk::ScopedCorrelationId scope(correlation_id);
+            IOT2MQTT_LOG(WARNING)
+                    .With("backend", name)
+                    .With("rpc", route.rpc_path)
+                    .With("code",
+                          common::CodeName(static_cast<absl::StatusCode>(
+                              status.error_code())))
+                    .With("error", status.error_message())
+                << "backend call failed";
+          }
+          HttpResponse error =
+              ErrorResponse(BackendError(status, name), correlation_id);
+          error.route = route.path.text();
+          respond(std::move(error));
+          return;
+        }
+        std::unique_ptr<Message> reply(
+            google::protobuf::MessageFactory::generated_factory()
+                ->GetPrototype(route.method->output_type())
+                ->New());
+        if (!reply->ParseFromString(bytes)) {
+          HttpResponse error = ErrorResponse(
+              GatewayError(502, absl::StatusCode::kInternal,
+                           absl::StrCat("the ", name,
+                                        " service sent an unreadable answer"),
+                           "BAD_BACKEND_RESPONSE"),
+              correlation_id);
+          error.route = route.path.text();
+          respond(std::move(error));
+          return;
+        }
+        RenderedResponse rendered = RenderResponse(route, *reply);
+        if (rendered.no_content) {
+          response.status = 204;
+          response.content_type.clear();
+        } else {
+          response.body = std::move(rendered.json);
+          response.content_type = std::move(rendered.content_type);
+        }
+        respond(std::move(response));
+      },
+      std::move(metadata));
 }
 
 namespace {

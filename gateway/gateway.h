@@ -89,11 +89,10 @@ class Gateway final : public RequestHandler {
                 const std::string& subject);
   // Resolves `token` to its subject (cache, else the config service's
   // VerifyToken) and calls `next` with it or with the reason it's refused.
-  void Authenticate(const std::string& token,
-                    const std::string& correlation_id,
-                    std::function<void(const grpc::Status&,
-                                       const std::string& subject)>
-                        next);
+  void Authenticate(
+      const std::string& token, const std::string& correlation_id,
+      std::function<void(const grpc::Status&, const std::string& subject)>
+          next);
   // The answer to /api/auth/check and /api/auth/verify.
   bool HandleAuthRoute(const HttpRequest& request, Responder& respond,
                        const std::string& subject);

@@ -57,8 +57,8 @@ std::vector<BackendDefinition> BackendDefinitions();
 // CORS_ORIGINS, GATEWAY_THREADS, GATEWAY_MAX_BODY_BYTES,
 // GATEWAY_MAX_HEADER_BYTES, GATEWAY_READ_TIMEOUT_SECONDS,
 // GATEWAY_BACKEND_DEADLINE_MS, AUTH_MODE (required|disabled),
-// AUTH_MAX_FAILED_LOGINS, AUTH_LOGIN_WINDOW_SECONDS. Every problem is reported in one
-// INVALID_ARGUMENT status. (LOG_LEVEL is main()'s.)
+// AUTH_MAX_FAILED_LOGINS, AUTH_LOGIN_WINDOW_SECONDS. Every problem is reported
+// in one INVALID_ARGUMENT status. (LOG_LEVEL is main()'s.)
 absl::StatusOr<GatewayOptions> LoadGatewayOptions(sdk::EnvReader& env);
 
 }  // namespace iot2mqtt::gateway

@@ -115,8 +115,8 @@ class RouteTable {
   // Routes for every unary and server-streaming method of the named
   // services (full names, e.g. "iot2mqtt.config.v1.ConfigService", looked up
   // in the generated pool) that carries a google.api.http option,
-  // additional_bindings included. Client-streaming methods are skipped. Fails on unknown services and on rules
-  // that don't fit their messages.
+  // additional_bindings included. Client-streaming methods are skipped. Fails
+  // on unknown services and on rules that don't fit their messages.
   static absl::StatusOr<RouteTable> Build(
       const std::vector<std::string>& services);
 

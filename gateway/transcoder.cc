@@ -732,7 +732,8 @@ RenderedResponse RenderResponse(const Route& route, const Message& response) {
                                   : type->FindFieldByName(route.response_body);
   if (field != nullptr && IsSingularMessage(field) &&
       IsHttpBody(field->message_type())) {
-    return RenderHttpBody(response.GetReflection()->GetMessage(response, field));
+    return RenderHttpBody(
+        response.GetReflection()->GetMessage(response, field));
   }
   if (field == nullptr) {
     result.json = MessageToJson(response);

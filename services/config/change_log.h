@@ -86,7 +86,8 @@ class ChangeLog {
 
   std::atomic<bool> closed_{false};
   absl::Mutex listeners_mu_;
-  std::map<int, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  std::map<int, std::function<void()>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;
 };
 

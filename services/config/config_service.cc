@@ -190,8 +190,9 @@ v1::ChangeEvent ToProto(const Change& change, const ChangeLog& log) {
   event.set_instance_id(change.instance_id);
   event.set_mac_address(change.mac_address);
   event.set_settings(change.settings);
-  *event.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-      absl::ToUnixNanos(change.time));
+  *event.mutable_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+          absl::ToUnixNanos(change.time));
   return event;
 }
 
@@ -343,9 +344,10 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::UpdateMqttSettings(
   return Run(context, "UpdateMqttSettings", [this, request, response] {
     IOT2MQTT_ASSIGN_OR_RETURN(
         MqttSettings desired,
-        MqttSettingsStore::FromJson(request->settings().empty()
-                                        ? absl::string_view("{}")
-                                        : absl::string_view(request->settings())));
+        MqttSettingsStore::FromJson(
+            request->settings().empty()
+                ? absl::string_view("{}")
+                : absl::string_view(request->settings())));
     IOT2MQTT_RETURN_IF_ERROR(d_.mqtt.Set(std::move(desired)).status());
     response->set_success(true);
     response->set_message("MQTT configuration saved");
@@ -479,8 +481,8 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::CreateInstance(
     IOT2MQTT_ASSIGN_OR_RETURN(InstanceChange change,
                               d_.instances.Create(request->instance()));
     response->set_result(change.response_json);
-    Changed(Change::Kind::kInstance, Change::Action::kCreated,
-            change.connector, change.instance_id);
+    Changed(Change::Kind::kInstance, Change::Action::kCreated, change.connector,
+            change.instance_id);
     return absl::OkStatus();
   });
 }
@@ -489,8 +491,9 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetInstance(
     grpc::CallbackServerContext* context, const v1::GetInstanceRequest* request,
     v1::GetInstanceResponse* response) {
   return Run(context, "GetInstance", [this, request, response] {
-    return SetJson(d_.instances.Get(request->connector(), request->instance_id()),
-                   response->mutable_instance());
+    return SetJson(
+        d_.instances.Get(request->connector(), request->instance_id()),
+        response->mutable_instance());
   });
 }
 
@@ -523,8 +526,8 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteInstance(
         InstanceChange change,
         d_.instances.Delete(request->connector(), request->instance_id()));
     response->set_result(change.response_json);
-    Changed(Change::Kind::kInstance, Change::Action::kDeleted,
-            change.connector, change.instance_id);
+    Changed(Change::Kind::kInstance, Change::Action::kDeleted, change.connector,
+            change.instance_id);
     return absl::OkStatus();
   });
 }
@@ -566,9 +569,8 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetRuntimeConfig(
     v1::GetRuntimeConfigResponse* response) {
   return Run(context, "GetRuntimeConfig", [this, request, response] {
     IOT2MQTT_ASSIGN_OR_RETURN(
-        std::string values,
-        d_.instances.GetRuntimeSecretsValues(request->connector(),
-                                             request->instance_id()));
+        std::string values, d_.instances.GetRuntimeSecretsValues(
+                                request->connector(), request->instance_id()));
     IOT2MQTT_ASSIGN_OR_RETURN(
         std::string document,
         d_.instances.GetStoredJson(request->connector(),

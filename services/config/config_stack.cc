@@ -8,7 +8,8 @@
 namespace iot2mqtt::config {
 
 absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
-    ConfigStackOptions options, std::shared_ptr<prometheus::Registry> registry) {
+    ConfigStackOptions options,
+    std::shared_ptr<prometheus::Registry> registry) {
   if (options.connectors_dir.empty()) {
     options.connectors_dir = options.data_dir + "/connectors";
   }
@@ -67,8 +68,8 @@ absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
   stack->service_ = std::make_unique<ConfigServiceImpl>(ConfigDomain{
       *stack->device_configs_, *stack->settings_, *stack->mqtt_,
       *stack->access_keys_, *stack->tokens_, *stack->authenticator_,
-      *stack->catalogue_, *stack->instances_, *stack->vault_,
-      *stack->changes_, *stack->pool_});
+      *stack->catalogue_, *stack->instances_, *stack->vault_, *stack->changes_,
+      *stack->pool_});
   return stack;
 }
 

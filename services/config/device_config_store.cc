@@ -113,9 +113,6 @@ int ReadRegularFile(const std::string& path, std::string* out,
   }
 }
 
-
-
-
 // `.<mac>.json.tmp-<hex>`: what WriteAtomically leaves behind on a crash.
 bool IsTempFileName(absl::string_view name) {
   if (!absl::ConsumePrefix(&name, ".")) return false;

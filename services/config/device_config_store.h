@@ -38,9 +38,6 @@ inline constexpr char kInvalidContent[] = "INVALID_CONTENT";
 inline constexpr char kDeviceConfigNotFound[] = "DEVICE_CONFIG_NOT_FOUND";
 inline constexpr char kDeviceConfigCorrupt[] = "DEVICE_CONFIG_CORRUPT";
 
-
-
-
 // Summary fields taken from the content keys `deviceName` (string),
 // `deviceEntityId` (string) and `enableOTA` (bool); unset when the key is
 // missing or holds another type.

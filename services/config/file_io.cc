@@ -135,8 +135,7 @@ bool IsAtomicWriteTempName(absl::string_view name) {
   size_t infix = name.rfind(kTempInfix);
   if (infix == absl::string_view::npos || infix == 0) return false;
   absl::string_view hex = name.substr(infix + kTempInfix.size());
-  return hex.size() == 16 &&
-         std::all_of(hex.begin(), hex.end(), [](char c) {
+  return hex.size() == 16 && std::all_of(hex.begin(), hex.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
 }

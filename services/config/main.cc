@@ -10,7 +10,8 @@
 //   IOT2MQTT_DATA_DIR        data directory: .env, instances/, secrets/,
 //                            auth/ (required; created when missing)
 //   IOT2MQTT_CONNECTORS_DIR  connector catalogue (<data>/connectors)
-//   ESP32_CONFIGS_DIR        ESP32 device configs (required to serve; never created:
+//   ESP32_CONFIGS_DIR        ESP32 device configs (required to serve; never
+//   created:
 //                            while it is missing the service reports
 //                            unhealthy)
 //   CONFIG_LISTEN_ADDR       gRPC address (127.0.0.1:50051)
@@ -76,8 +77,8 @@ bool ReadOptions(bool serving, Options* options) {
   sdk::ProcessEnv process_env;
   sdk::EnvReader env(process_env);
   options->data_dir = env.Required("IOT2MQTT_DATA_DIR");
-  options->connectors_dir = env.String(
-      "IOT2MQTT_CONNECTORS_DIR", options->data_dir + "/connectors");
+  options->connectors_dir =
+      env.String("IOT2MQTT_CONNECTORS_DIR", options->data_dir + "/connectors");
   // The commands don't touch device configs.
   options->esp32_dir = serving ? env.Required("ESP32_CONFIGS_DIR")
                                : env.String("ESP32_CONFIGS_DIR", "");
@@ -160,9 +161,8 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<ConfigStack>> opened =
       ConfigStack::Open(stack_options);
   if (!opened.ok()) {
-    IOT2MQTT_LOG(ERROR) << "can't open the data directory "
-                        << options.data_dir << ": "
-                        << opened.status().message();
+    IOT2MQTT_LOG(ERROR) << "can't open the data directory " << options.data_dir
+                        << ": " << opened.status().message();
     return 1;
   }
   ConfigStack& stack = **opened;

@@ -55,18 +55,11 @@ bool IsGroupedKey(const std::string& key) {
   return false;
 }
 
-
 bool IsSafeValueChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
          c == '.' || c == '/' || c == ':' || c == '@' || c == '+' || c == ',' ||
          c == '=' || c == '-';
 }
-
-
-
-
-
-
 
 // A name as it can be shown in a message: escaped, at most 64 bytes.
 std::string Printable(absl::string_view text) {

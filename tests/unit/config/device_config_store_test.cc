@@ -753,12 +753,14 @@ TEST_CASE("FileDeviceConfigStore: an invalid file is logged once per version",
 namespace iot2mqtt::config {
 namespace {
 
-TEST_CASE("stale temporary files of crashed writes are removed at start, "
-          "recent ones kept") {
+TEST_CASE(
+    "stale temporary files of crashed writes are removed at start, "
+    "recent ones kept") {
   testing::TempDir dir;
   ::mkdir(dir.Join("instances").c_str(), 0755);
   ::mkdir(dir.Join("instances/demo").c_str(), 0755);
-  const std::string stale = dir.Join("instances/demo/.x.json.tmp-0123456789abcdef");
+  const std::string stale =
+      dir.Join("instances/demo/.x.json.tmp-0123456789abcdef");
   const std::string fresh = dir.Join(".env.tmp-fedcba9876543210");
   const std::string kept = dir.Join("instances/demo/x.json");
   testing::WriteFile(stale, "{");

@@ -18,8 +18,9 @@ HttpRequest Request(std::string method, std::string path,
   return request;
 }
 
-TEST_CASE("only login, setup status, health, metrics, docs and static files "
-          "are public") {
+TEST_CASE(
+    "only login, setup status, health, metrics, docs and static files "
+    "are public") {
   CHECK(IsPublicRoute("POST", "/api/auth/login"));
   CHECK_FALSE(IsPublicRoute("GET", "/api/auth/login"));
   CHECK(IsPublicRoute("GET", "/api/setup/status"));
@@ -29,17 +30,17 @@ TEST_CASE("only login, setup status, health, metrics, docs and static files "
   CHECK(IsPublicRoute("GET", "/api/docs/openapi.json"));
   CHECK(IsPublicRoute("GET", "/"));
   CHECK(IsPublicRoute("GET", "/assets/app.js"));
-  for (const char* path :
-       {"/api/configs", "/api/instances", "/api/auth/check", "/api/auth/verify",
-        "/api/events", "/api", "/ws/mqtt", "/ws", "/api/docsx",
-        "/api/health/x"}) {
+  for (const char* path : {"/api/configs", "/api/instances", "/api/auth/check",
+                           "/api/auth/verify", "/api/events", "/api",
+                           "/ws/mqtt", "/ws", "/api/docsx", "/api/health/x"}) {
     INFO(path);
     CHECK_FALSE(IsPublicRoute("GET", path));
   }
 }
 
-TEST_CASE("the bearer token comes from the header, the query only for "
-          "streams") {
+TEST_CASE(
+    "the bearer token comes from the header, the query only for "
+    "streams") {
   HttpRequest header = Request("GET", "/api/instances", "",
                                {{"authorization", "Bearer  abc.def.ghi "}});
   CHECK(BearerTokenOf(header, false) == "abc.def.ghi");

@@ -212,8 +212,7 @@ TEST_CASE("the config service's routes") {
   CHECK(put.route->path.text() == "/api/configs/{mac_address}");
   // Literal segments win over variables, and a trailing slash is another
   // route: /api/integrations (catalogue) vs /api/integrations/ (configured).
-  RouteMatch instance =
-      table->Match("GET", "/api/integrations/instances/meta");
+  RouteMatch instance = table->Match("GET", "/api/integrations/instances/meta");
   REQUIRE(instance.outcome == RouteMatch::Outcome::kMatched);
   CHECK(instance.route->method->name() == "GetIntegrationInstance");
   RouteMatch catalogue = table->Match("GET", "/api/integrations");
