@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "iot2mqtt/sdk/json_sax.h"
 #include "rapidjson/error/en.h"
 #include "rapidjson/memorystream.h"
 #include "rapidjson/prettywriter.h"
@@ -20,22 +21,13 @@ constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag |
 // kMaxJsonDepth. With `split`, members of the top-level object go to
 // separate buffers instead.
 template <typename Writer>
-class Forwarder {
+class Forwarder : public ScalarEvents<Forwarder<Writer>, Writer> {
  public:
   explicit Forwarder(Writer* writer) : writer_(writer) {}
 
-  bool Null() { return writer_->Null(); }
-  bool Bool(bool b) { return writer_->Bool(b); }
-  bool Int(int i) { return writer_->Int(i); }
-  bool Uint(unsigned u) { return writer_->Uint(u); }
-  bool Int64(int64_t i) { return writer_->Int64(i); }
-  bool Uint64(uint64_t u) { return writer_->Uint64(u); }
-  bool Double(double d) { return writer_->Double(d); }
-  bool RawNumber(const char* str, rapidjson::SizeType length, bool) {
-    return writer_->RawValue(str, length, rapidjson::kNumberType);
-  }
-  bool String(const char* str, rapidjson::SizeType length, bool) {
-    return writer_->String(str, length);
+  template <typename F>
+  bool Scalar(JsonScalar, F write) {
+    return write(*writer_);
   }
   bool Key(const char* str, rapidjson::SizeType length, bool) {
     return writer_->Key(str, length);
@@ -88,37 +80,19 @@ absl::Status Rewrite(absl::string_view text, Writer* writer) {
 
 // Receives the events of one top-level object; each member value is written
 // to its own compact buffer.
-class Splitter {
- public:
-  using W = rapidjson::Writer<rapidjson::StringBuffer>;
+using SplitWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
-  bool Null() {
-    return Scalar([](W& w) { return w.Null(); });
-  }
-  bool Bool(bool b) {
-    return Scalar([b](W& w) { return w.Bool(b); });
-  }
-  bool Int(int i) {
-    return Scalar([i](W& w) { return w.Int(i); });
-  }
-  bool Uint(unsigned u) {
-    return Scalar([u](W& w) { return w.Uint(u); });
-  }
-  bool Int64(int64_t i) {
-    return Scalar([i](W& w) { return w.Int64(i); });
-  }
-  bool Uint64(uint64_t u) {
-    return Scalar([u](W& w) { return w.Uint64(u); });
-  }
-  bool Double(double d) {
-    return Scalar([d](W& w) { return w.Double(d); });
-  }
-  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-    return Scalar(
-        [s, n](W& w) { return w.RawValue(s, n, rapidjson::kNumberType); });
-  }
-  bool String(const char* s, rapidjson::SizeType n, bool) {
-    return Scalar([s, n](W& w) { return w.String(s, n); });
+class Splitter : public ScalarEvents<Splitter, SplitWriter> {
+ public:
+  using W = SplitWriter;
+
+  template <typename F>
+  bool Scalar(JsonScalar, F write) {
+    if (depth_ == 0) {
+      wrong_type_ = "a scalar";
+      return false;
+    }
+    return write(writer_) && Completed();
   }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
     if (depth_ == 1) {
@@ -167,14 +141,6 @@ class Splitter {
   bool too_deep() const { return too_deep_; }
 
  private:
-  template <typename F>
-  bool Scalar(F write) {
-    if (depth_ == 0) {
-      wrong_type_ = "a scalar";
-      return false;
-    }
-    return write(writer_) && Completed();
-  }
   // After a value: when it was a whole member value, store its text.
   bool Completed() {
     if (depth_ == 1) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "iot2mqtt/sdk/json.h"
+#include "iot2mqtt/sdk/json_sax.h"
 #include "iot2mqtt/sdk/log.h"
 #include "rapidjson/document.h"
 #include "rapidjson/error/en.h"
@@ -30,45 +31,21 @@ constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag |
 // SAX handler: copies every event to `writer` (numbers as their raw text)
 // while tracking the dotted path of the current value, and replaces a string
 // that is the placeholder of its own path by the value for that path.
-class PlaceholderReplacer {
+using ReplacerWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+class PlaceholderReplacer
+    : public ScalarEvents<PlaceholderReplacer, ReplacerWriter> {
  public:
-  using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+  using Writer = ReplacerWriter;
 
   PlaceholderReplacer(Writer* writer,
                       const std::map<std::string, std::string>& values)
       : writer_(writer), values_(values) {}
 
-  bool Null() {
+  template <typename F>
+  bool Scalar(JsonScalar, F write) {
     BeginValue();
-    return writer_->Null();
-  }
-  bool Bool(bool b) {
-    BeginValue();
-    return writer_->Bool(b);
-  }
-  bool Int(int i) {
-    BeginValue();
-    return writer_->Int(i);
-  }
-  bool Uint(unsigned u) {
-    BeginValue();
-    return writer_->Uint(u);
-  }
-  bool Int64(int64_t i) {
-    BeginValue();
-    return writer_->Int64(i);
-  }
-  bool Uint64(uint64_t u) {
-    BeginValue();
-    return writer_->Uint64(u);
-  }
-  bool Double(double d) {
-    BeginValue();
-    return writer_->Double(d);
-  }
-  bool RawNumber(const char* str, rapidjson::SizeType length, bool) {
-    BeginValue();
-    return writer_->RawValue(str, length, rapidjson::kNumberType);
+    return write(*writer_);
   }
   bool String(const char* str, rapidjson::SizeType length, bool) {
     BeginValue();

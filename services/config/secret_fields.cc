@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "iot2mqtt/sdk/json.h"
 #include "iot2mqtt/sdk/json_builder.h"
+#include "iot2mqtt/sdk/json_sax.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/sdk/runtime_secrets.h"
 #include "rapidjson/error/en.h"
@@ -115,40 +116,11 @@ class SecretList {
 // dotted path of each value. A secret member's value is written to a capture
 // buffer instead (containers until they close), recorded under its path,
 // and replaced by the placeholder.
-class Extractor {
+class Extractor : public sdk::ScalarEvents<Extractor, Writer> {
  public:
   Extractor(Writer* out, const std::set<std::string>& declared)
       : out_(out), declared_(declared) {}
 
-  bool Null() {
-    return Scalar(Kind::kNull, [](Writer& w) { return w.Null(); });
-  }
-  bool Bool(bool b) {
-    return Scalar(Kind::kBool, [b](Writer& w) { return w.Bool(b); });
-  }
-  bool Int(int i) {
-    return Scalar(Kind::kOther, [i](Writer& w) { return w.Int(i); });
-  }
-  bool Uint(unsigned u) {
-    return Scalar(Kind::kOther, [u](Writer& w) { return w.Uint(u); });
-  }
-  bool Int64(int64_t i) {
-    return Scalar(Kind::kOther, [i](Writer& w) { return w.Int64(i); });
-  }
-  bool Uint64(uint64_t u) {
-    return Scalar(Kind::kOther, [u](Writer& w) { return w.Uint64(u); });
-  }
-  bool Double(double d) {
-    return Scalar(Kind::kOther, [d](Writer& w) { return w.Double(d); });
-  }
-  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-    return Scalar(Kind::kOther, [s, n](Writer& w) {
-      return w.RawValue(s, n, rapidjson::kNumberType);
-    });
-  }
-  bool String(const char* s, rapidjson::SizeType n, bool) {
-    return Scalar(Kind::kOther, [s, n](Writer& w) { return w.String(s, n); });
-  }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
     if (capture_depth_ > 0) return capture_.Key(s, n);
     frames_.back().key.assign(s, n);
@@ -171,33 +143,34 @@ class Extractor {
     return out_->EndArray(count);
   }
 
-  const SecretList& secrets() const { return secrets_; }
-  bool too_deep() const { return too_deep_; }
-  const char* wrong_type() const { return wrong_type_; }
-
- private:
-  enum class Kind { kNull, kBool, kOther };
-  struct Frame {
-    bool array = false;
-    int64_t index = -1;
-    std::string key;
-  };
-
   template <typename F>
-  bool Scalar(Kind kind, F write) {
+  bool Scalar(sdk::JsonScalar kind, F write) {
     if (capture_depth_ > 0) return write(capture_);
     if (frames_.empty()) {
       wrong_type_ = "a scalar";
       return false;
     }
     BeginValue();
-    if (IsSecretHere(kind)) {
+    // A credential-named boolean or null is a flag, not a secret.
+    if (IsSecretHere(kind != sdk::JsonScalar::kNull &&
+                     kind != sdk::JsonScalar::kBool)) {
       ResetCapture();
       if (!write(capture_)) return false;
       return Record(Path());
     }
     return write(*out_);
   }
+
+  const SecretList& secrets() const { return secrets_; }
+  bool too_deep() const { return too_deep_; }
+  const char* wrong_type() const { return wrong_type_; }
+
+ private:
+  struct Frame {
+    bool array = false;
+    int64_t index = -1;
+    std::string key;
+  };
 
   bool StartContainer(bool array) {
     if (static_cast<int>(frames_.size()) + capture_depth_ >=
@@ -214,7 +187,7 @@ class Extractor {
       return false;
     }
     BeginValue();
-    if (IsSecretHere(Kind::kOther)) {
+    if (IsSecretHere(/*credential_names_count=*/true)) {
       ResetCapture();
       capture_depth_ = 1;
       capture_path_ = Path();
@@ -249,11 +222,13 @@ class Extractor {
     if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
   }
 
-  bool IsSecretHere(Kind kind) const {
+  // Whether the value about to be written is secret: its key is declared,
+  // or (when `credential_names_count`) names a credential.
+  bool IsSecretHere(bool credential_names_count) const {
     if (frames_.empty() || frames_.back().array) return false;
     const std::string& key = frames_.back().key;
     if (declared_.count(key) > 0) return true;
-    return kind == Kind::kOther && IsCredentialName(key);
+    return credential_names_count && IsCredentialName(key);
   }
 
   std::string Path() const {
@@ -283,42 +258,17 @@ class Extractor {
 
 // SAX handler for MaskSecrets: copies the document, every placeholder-shaped
 // string replaced by the mask.
-class Masker {
+class Masker : public sdk::ScalarEvents<Masker, Writer> {
  public:
   explicit Masker(Writer* out) : out_(out) {}
 
-  bool Null() {
-    return Scalar([](Writer& w) { return w.Null(); });
-  }
-  bool Bool(bool b) {
-    return Scalar([b](Writer& w) { return w.Bool(b); });
-  }
-  bool Int(int i) {
-    return Scalar([i](Writer& w) { return w.Int(i); });
-  }
-  bool Uint(unsigned u) {
-    return Scalar([u](Writer& w) { return w.Uint(u); });
-  }
-  bool Int64(int64_t i) {
-    return Scalar([i](Writer& w) { return w.Int64(i); });
-  }
-  bool Uint64(uint64_t u) {
-    return Scalar([u](Writer& w) { return w.Uint64(u); });
-  }
-  bool Double(double d) {
-    return Scalar([d](Writer& w) { return w.Double(d); });
-  }
-  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
-    return Scalar(
-        [s, n](Writer& w) { return w.RawValue(s, n, rapidjson::kNumberType); });
-  }
   bool String(const char* s, rapidjson::SizeType n, bool) {
     if (IsPlaceholderShaped(absl::string_view(s, n))) {
-      return Scalar([](Writer& w) {
+      return Scalar(sdk::JsonScalar::kString, [](Writer& w) {
         return w.String(kSecretMask, sizeof(kSecretMask) - 1);
       });
     }
-    return Scalar([s, n](Writer& w) { return w.String(s, n); });
+    return ScalarEvents::String(s, n, true);
   }
   bool Key(const char* s, rapidjson::SizeType n, bool) {
     return out_->Key(s, n);
@@ -340,18 +290,19 @@ class Masker {
     return out_->EndArray(count);
   }
 
-  bool too_deep() const { return too_deep_; }
-  const char* wrong_type() const { return wrong_type_; }
-
- private:
   template <typename F>
-  bool Scalar(F write) {
+  bool Scalar(sdk::JsonScalar, F write) {
     if (depth_ == 0) {
       wrong_type_ = "a scalar";
       return false;
     }
     return write(*out_);
   }
+
+  bool too_deep() const { return too_deep_; }
+  const char* wrong_type() const { return wrong_type_; }
+
+ private:
   bool Enter() {
     if (++depth_ > sdk::kMaxJsonDepth) {
       too_deep_ = true;
