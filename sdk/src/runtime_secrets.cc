@@ -94,11 +94,7 @@ class PlaceholderReplacer
   const std::vector<std::string>& missing() const { return missing_; }
 
  private:
-  struct Frame {
-    bool array = false;
-    int64_t index = -1;  // Of the current element, in an array.
-    std::string key;     // Of the current member, in an object.
-  };
+  using Frame = sdk::JsonFrame;
 
   void BeginValue() {
     if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
@@ -113,18 +109,7 @@ class PlaceholderReplacer
     frames_.push_back(std::move(frame));
     return true;
   }
-  std::string Path() const {
-    std::string path;
-    for (const Frame& frame : frames_) {
-      if (!path.empty()) path += '.';
-      if (frame.array) {
-        absl::StrAppend(&path, frame.index);
-      } else {
-        path += frame.key;
-      }
-    }
-    return path;
-  }
+  std::string Path() const { return sdk::DottedPath(frames_); }
 
   Writer* writer_;
   const std::map<std::string, std::string>& values_;

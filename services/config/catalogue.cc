@@ -130,21 +130,6 @@ absl::Status Refused(const std::string& name, const LoadedFile& file,
       kConnectorFileRefused, {{"connector", name}, {"file", file_name}});
 }
 
-// Closes a descriptor on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Where the open file `fd` (opened as `path`) really is.
 std::string ResolvedPathOf(int fd, const std::string& path) {
   char buffer[PATH_MAX + 1];
@@ -163,7 +148,7 @@ std::string ResolvedPathOf(int fd, const std::string& path) {
 // vanished). `st` receives the identity of what was opened.
 void ReadConfined(const std::string& path, const std::string& root,
                   LoadedFile* file, struct stat* st) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (fd.get() < 0) {
     int error = errno;
     if (error == ENOENT) {
@@ -546,7 +531,7 @@ class Fnv {
 
 // FNV-1a of the first 1 MiB + 1 bytes of `path`; nullopt when unreadable.
 std::optional<uint64_t> HashFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (fd.get() < 0) return std::nullopt;
   Fnv hash;
   char buffer[16384];

@@ -23,6 +23,7 @@
 #include "iot2mqtt/sdk/status_macros.h"
 #include "rapidjson/document.h"
 #include "services/common/status.h"
+#include "services/config/file_io.h"
 
 namespace iot2mqtt::config {
 namespace {
@@ -70,32 +71,11 @@ absl::Status Corrupt(absl::string_view mac, const std::string& path,
       {{"mac_address", std::string(mac)}, {"path", path}});
 }
 
-// Closes a file descriptor on scope exit unless released.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now; returns 0 or the errno of close().
-  int Close() {
-    int fd = fd_;
-    fd_ = -1;
-    return close(fd) == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
-
 // Reads a whole regular file; returns 0 or an errno (EISDIR for anything
 // that is not a regular file). `st_out`, when given, receives its fstat().
 int ReadRegularFile(const std::string& path, std::string* out,
                     struct stat* st_out = nullptr) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return errno;
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return errno;

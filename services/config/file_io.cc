@@ -26,25 +26,6 @@ namespace {
 
 constexpr absl::string_view kTempInfix = ".tmp-";
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int Close() {
-    int fd = fd_;
-    fd_ = -1;
-    return close(fd) == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
-
 int WriteAll(int fd, absl::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(fd, data.data(), data.size());
@@ -56,7 +37,7 @@ int WriteAll(int fd, absl::string_view data) {
 }
 
 int SyncDirectory(const std::string& directory) {
-  Fd fd(open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ScopedFd fd(open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return errno;
   if (fsync(fd.get()) != 0) return errno;
   return fd.Close();
@@ -73,6 +54,16 @@ std::string BaseNameOf(const std::string& path) {
 }
 
 }  // namespace
+
+ScopedFd::~ScopedFd() {
+  if (fd_ >= 0) close(fd_);
+}
+
+int ScopedFd::Close() {
+  int fd = fd_;
+  fd_ = -1;
+  return close(fd) == 0 ? 0 : errno;
+}
 
 absl::Status StorageError(int error, absl::string_view action,
                           const std::string& path) {
@@ -98,7 +89,7 @@ absl::Status StorageError(int error, absl::string_view action,
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) return absl::NotFoundError(path + " does not exist");
     return StorageError(errno, "open", path);
@@ -155,7 +146,7 @@ absl::Status WriteFileAtomically(const std::string& path,
   if (fd < 0) {
     return StorageError(open_error, "create a temporary file in", directory);
   }
-  Fd file(fd);
+  ScopedFd file(fd);
   const char* action = "write";
   int error = 0;
   if (fchmod(file.get(), mode) != 0) {

@@ -75,6 +75,21 @@ bool IsAtomicWriteTempName(absl::string_view name);
 // Returns how many were removed; problems are logged, never fatal.
 int RemoveStaleTempFiles(const std::string& root, absl::Duration min_age);
 
+// Closes a file descriptor on scope exit (unless Close()d first).
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd();
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now; returns 0 or the errno of close().
+  int Close();
+
+ private:
+  int fd_;
+};
+
 // An exclusive advisory lock, held until destruction.
 class FileLock {
  public:

@@ -166,11 +166,7 @@ class Extractor : public sdk::ScalarEvents<Extractor, Writer> {
   const char* wrong_type() const { return wrong_type_; }
 
  private:
-  struct Frame {
-    bool array = false;
-    int64_t index = -1;
-    std::string key;
-  };
+  using Frame = sdk::JsonFrame;
 
   bool StartContainer(bool array) {
     if (static_cast<int>(frames_.size()) + capture_depth_ >=
@@ -231,18 +227,7 @@ class Extractor : public sdk::ScalarEvents<Extractor, Writer> {
     return credential_names_count && IsCredentialName(key);
   }
 
-  std::string Path() const {
-    std::string path;
-    for (const Frame& frame : frames_) {
-      if (!path.empty()) path += '.';
-      if (frame.array) {
-        absl::StrAppend(&path, frame.index);
-      } else {
-        path += frame.key;
-      }
-    }
-    return path;
-  }
+  std::string Path() const { return sdk::DottedPath(frames_); }
 
   Writer* out_;
   const std::set<std::string>& declared_;

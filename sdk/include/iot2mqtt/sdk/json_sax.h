@@ -20,7 +20,10 @@
 //   };
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "rapidjson/rapidjson.h"
 
 namespace iot2mqtt::sdk {
@@ -71,6 +74,28 @@ class ScalarEvents {
  private:
   Derived& Self() { return static_cast<Derived&>(*this); }
 };
+
+// One open container on a SAX handler's way through a document.
+struct JsonFrame {
+  bool array = false;
+  int64_t index = -1;  // Of the current element, in an array.
+  std::string key;     // Of the current member, in an object.
+};
+
+// The dotted path of the current value: "connection.password",
+// "devices.0.token" (the secret paths of docs/connector-guide.md).
+inline std::string DottedPath(const std::vector<JsonFrame>& frames) {
+  std::string path;
+  for (const JsonFrame& frame : frames) {
+    if (!path.empty()) path += '.';
+    if (frame.array) {
+      absl::StrAppend(&path, frame.index);
+    } else {
+      path += frame.key;
+    }
+  }
+  return path;
+}
 
 }  // namespace iot2mqtt::sdk
 
