@@ -337,12 +337,13 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
     return;
   }
   // Streams (WebSocket, Server-Sent Events) may carry the token in the
-  // query: browsers open them without custom headers.
+  // query: browsers open them without custom headers. A transcoded route is
+  // a stream only when its RPC is; WebSockets are the gateway's own routes.
   bool stream = false;
   if (request.method == "GET") {
     RouteMatch match = routes_.Match("GET", request.path);
-    stream = IsWebSocketUpgrade(request) ||
-             (match.route != nullptr && match.route->streaming);
+    stream = match.route != nullptr ? match.route->streaming
+                                    : IsWebSocketUpgrade(request);
   }
   std::string token = BearerTokenOf(request, stream);
   std::string correlation_id = request.correlation_id;

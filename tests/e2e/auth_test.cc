@@ -480,9 +480,14 @@ TEST_CASE("Auth: ?token= opens the event stream but no other route", "[e2e]") {
   CheckUnauthorized(stack.Call("GET", "/api/events"), "AUTH_REQUIRED");
   CheckUnauthorized(stack.Call("GET", "/api/events?token=garbage"),
                     "TOKEN_MALFORMED");
-  // A plain route ignores the query token.
+  // A plain route ignores the query token, also when the request claims to
+  // be a WebSocket upgrade.
   CheckUnauthorized(
       stack.Call("GET", absl::StrCat("/api/instances?token=", token)),
+      "AUTH_REQUIRED");
+  CheckUnauthorized(
+      stack.Call("GET", absl::StrCat("/api/instances?token=", token), "",
+                 {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}),
       "AUTH_REQUIRED");
   CHECK(stack.Call("GET", "/api/instances", "", Bearer(token)).status == 200);
 }
