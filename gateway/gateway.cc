@@ -166,6 +166,18 @@ Gateway::Gateway(GatewayOptions options, RouteTable routes)
                "(unreachable, deadline) and failed telemetry fetches")
            .Register(*registry_);
 
+  logins_total_ = &prometheus::BuildCounter()
+                       .Name("iot_gateway_logins_total")
+                       .Help(
+                           "Login attempts by outcome: success, failure "
+                           "(wrong or missing key), limited (429)")
+                       .Register(*registry_);
+  auth_rejections_total_ =
+      &prometheus::BuildCounter()
+           .Name("iot_gateway_auth_rejections_total")
+           .Help("Requests refused for want of a valid token, by reason")
+           .Register(*registry_);
+
   HttpServerOptions server_options;
   server_options.listen_address = options_.listen_address;
   server_options.threads = options_.threads;
@@ -357,6 +369,10 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
                                              shared->correlation_id);
           if (error.status == 401) {
             error.headers.emplace_back("WWW-Authenticate", "Bearer");
+            auth_rejections_total_
+                ->Add({{"reason",
+                        common::ReasonOf(common::ToAbslStatus(status))}})
+                .Increment();
           }
           respond(std::move(error));
           return;
@@ -567,6 +583,7 @@ void Gateway::HandleRoute(const Route& route,
                              {{"retry_after_seconds", absl::StrCat(seconds)}}),
                 request, route.path.text());
       error.headers.emplace_back("Retry-After", absl::StrCat(seconds));
+      logins_total_->Add({{"outcome", "limited"}}).Increment();
       respond(std::move(error));
       return;
     }
@@ -577,6 +594,8 @@ void Gateway::HandleRoute(const Route& route,
       } else if (r.status == 200) {
         login_limiter_.RecordSuccess(address);
       }
+      logins_total_->Add({{"outcome", r.status == 200 ? "success" : "failure"}})
+          .Increment();
       inner(std::move(r));
     };
   }

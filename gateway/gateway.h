@@ -121,6 +121,8 @@ class Gateway final : public RequestHandler {
   prometheus::Family<prometheus::Histogram>* request_duration_;
   prometheus::Family<prometheus::Counter>* backend_calls_total_;
   prometheus::Family<prometheus::Counter>* backend_errors_total_;
+  prometheus::Family<prometheus::Counter>* logins_total_;
+  prometheus::Family<prometheus::Counter>* auth_rejections_total_;
 
   absl::Mutex calls_mu_;
   std::set<PendingCall*> calls_ ABSL_GUARDED_BY(calls_mu_);

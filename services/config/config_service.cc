@@ -206,6 +206,11 @@ void ConfigServiceImpl::Changed(Change::Kind kind, Change::Action action,
   change.instance_id = std::move(instance_id);
   change.mac_address = std::move(mac_address);
   change.settings = std::move(settings);
+  if (d_.changes_total != nullptr) {
+    d_.changes_total
+        ->Add({{"kind", KindName(kind)}, {"action", ActionName(action)}})
+        .Increment();
+  }
   d_.changes.Append(std::move(change));
 }
 

@@ -2,6 +2,8 @@
 #define IOT2MQTT_SERVICES_CONFIG_CONFIG_SERVICE_H_
 
 #include "iot2mqtt/config/v1/config_service.grpc.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
 #include "services/common/server_runner.h"
 #include "services/common/work_pool.h"
 #include "services/config/access_keys.h"
@@ -30,6 +32,8 @@ struct ConfigDomain {
   ChangeLog& changes;
   // Runs the handlers' blocking work (file I/O, password hashing).
   common::WorkPool& pool;
+  // Counts every change event (iot_config_changes_total); may be null.
+  prometheus::Family<prometheus::Counter>* changes_total = nullptr;
 };
 
 // Metadata the gateway sets to the HTTP client's address.

@@ -65,11 +65,16 @@ absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
       *stack->files_, *stack->metrics_);
   stack->changes_ = std::make_unique<ChangeLog>(options.change_log_capacity);
   stack->pool_ = std::make_unique<common::WorkPool>(options.worker_threads);
+  prometheus::Family<prometheus::Counter>* changes_total =
+      &prometheus::BuildCounter()
+           .Name("iot_config_changes_total")
+           .Help("Changes made through the config service, by kind and action")
+           .Register(*stack->registry_);
   stack->service_ = std::make_unique<ConfigServiceImpl>(ConfigDomain{
       *stack->device_configs_, *stack->settings_, *stack->mqtt_,
       *stack->access_keys_, *stack->tokens_, *stack->authenticator_,
       *stack->catalogue_, *stack->instances_, *stack->vault_, *stack->changes_,
-      *stack->pool_});
+      *stack->pool_, changes_total});
   return stack;
 }
 

@@ -304,6 +304,10 @@ TEST_CASE("Suite: metrics count operations and requests", "[e2e]") {
   suite.Call("PUT", absl::StrCat("/api/configs/", kMac), R"({"content": {}})");
   suite.Call("GET", "/api/configs/00-00-00-00-00-01");
   suite.Call("GET", "/api/configs");
+  // One wrong key and one request without a token (the suite's own login
+  // was the one success).
+  suite.Call("POST", "/api/auth/login", R"({"key":"wrong"})");
+  suite.Call("GET", "/api/configs", "", {{"Authorization", "Bearer"}});
   HttpResponse metrics = suite.Call("GET", "/metrics");
   REQUIRE(metrics.status == 200);
   CHECK(metrics.Header("Content-Type").find("text/plain") == 0);
@@ -318,6 +322,15 @@ TEST_CASE("Suite: metrics count operations and requests", "[e2e]") {
         std::string::npos);
   CHECK(text.find("iot_http_requests_total") != std::string::npos);
   CHECK(text.find("iot_http_request_duration_seconds") != std::string::npos);
+  CHECK(text.find("iot_config_changes_total{action=\"updated\",kind=\"device_"
+                  "config\"} 1") != std::string::npos);
+  CHECK(text.find("iot_gateway_logins_total{outcome=\"success\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("iot_gateway_logins_total{outcome=\"failure\"} 1") !=
+        std::string::npos);
+  CHECK(text.find(
+            "iot_gateway_auth_rejections_total{reason=\"AUTH_REQUIRED\"} 1") !=
+        std::string::npos);
 }
 
 TEST_CASE("Suite: API docs are served from the same descriptors", "[e2e]") {
