@@ -95,8 +95,8 @@ void LoginLimiter::RecordSuccess(const std::string& address) {
   failures_.erase(address);
 }
 
-std::optional<std::string> TokenCache::Lookup(const std::string& token,
-                                              absl::Time now) {
+std::optional<Principal> TokenCache::Lookup(const std::string& token,
+                                            absl::Time now) {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(token);
   if (it == entries_.end()) return std::nullopt;
@@ -106,7 +106,7 @@ std::optional<std::string> TokenCache::Lookup(const std::string& token,
     return std::nullopt;
   }
   order_.splice(order_.begin(), order_, it->second.position);
-  return it->second.subject;
+  return Principal{it->second.subject, it->second.expires_at};
 }
 
 void TokenCache::Insert(const std::string& token, std::string subject,

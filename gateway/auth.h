@@ -75,13 +75,19 @@ class LoginLimiter {
   std::map<std::string, std::list<absl::Time>> failures_ ABSL_GUARDED_BY(mu_);
 };
 
+// Who a request is authenticated as, and until when.
+struct Principal {
+  std::string subject;
+  absl::Time expires_at = absl::InfiniteFuture();
+};
+
 // Tokens the config service accepted, until they expire (so a request
 // costs no extra call). Bounded; least recently used dropped first.
 class TokenCache {
  public:
   explicit TokenCache(size_t capacity = 4096) : capacity_(capacity) {}
-  // The subject when `token` is known and not expired at `now`.
-  std::optional<std::string> Lookup(const std::string& token, absl::Time now);
+  // The principal when `token` is known and not expired at `now`.
+  std::optional<Principal> Lookup(const std::string& token, absl::Time now);
   void Insert(const std::string& token, std::string subject,
               absl::Time expires_at);
 

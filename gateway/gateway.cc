@@ -236,7 +236,8 @@ bool Gateway::NoCallsLeft() const { return calls_.empty() && streams_.empty(); }
 
 void Gateway::HandleStream(const Route& route, Backend* backend,
                            std::unique_ptr<Message> message,
-                           const HttpRequest& request, Responder respond) {
+                           const HttpRequest& request, Responder respond,
+                           absl::Time token_expires) {
   // EventSource reconnects with Last-Event-ID: resume there unless the
   // query says otherwise.
   const google::protobuf::FieldDescriptor* after =
@@ -256,6 +257,11 @@ void Gateway::HandleStream(const Route& route, Backend* backend,
   call.response_type = route.method->output_type();
   call.correlation_id = request.correlation_id;
   call.backend = backend->spec.name;
+  call.deadline = token_expires;
+  call.deadline_error =
+      GatewayError(401, absl::StatusCode::kUnauthenticated,
+                   "the token that opened this stream expired; log in again",
+                   "TOKEN_EXPIRED");
   {
     absl::MutexLock lock(&calls_mu_);
     if (!accepting_calls_) {
@@ -337,7 +343,7 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
   // HEAD is GET without the body (the server drops it).
   if (request.method == "HEAD") request.method = "GET";
   if (options_.auth_mode == AuthMode::kDisabled) {
-    Dispatch(std::move(request), std::move(respond), "anonymous");
+    Dispatch(std::move(request), std::move(respond), Principal{"anonymous"});
     return;
   }
   // Routes match decoded segments, so decide on the decoded path:
@@ -345,7 +351,7 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
   absl::StatusOr<std::string> decoded = PercentDecode(request.path);
   if (request.method == "OPTIONS" ||
       IsPublicRoute(request.method, decoded.ok() ? *decoded : request.path)) {
-    Dispatch(std::move(request), std::move(respond), "");
+    Dispatch(std::move(request), std::move(respond), Principal{});
     return;
   }
   // Streams (WebSocket, Server-Sent Events) may carry the token in the
@@ -363,7 +369,7 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
   Authenticate(
       token, correlation_id,
       [this, shared, respond = std::move(respond)](
-          const grpc::Status& status, const std::string& subject) mutable {
+          const grpc::Status& status, const Principal& principal) mutable {
         if (!status.ok()) {
           HttpResponse error = ErrorResponse(BackendError(status, "config"),
                                              shared->correlation_id);
@@ -377,31 +383,32 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
           respond(std::move(error));
           return;
         }
-        Dispatch(std::move(*shared), std::move(respond), subject);
+        Dispatch(std::move(*shared), std::move(respond), principal);
       });
 }
 
 void Gateway::Authenticate(
     const std::string& token, const std::string& correlation_id,
-    std::function<void(const grpc::Status&, const std::string& subject)> next) {
+    std::function<void(const grpc::Status&, const Principal& principal)>
+        next) {
   if (token.empty()) {
     next(common::ToGrpcStatus(common::WithReason(
              absl::UnauthenticatedError(
                  "Not authenticated: send \"Authorization: Bearer <token>\" "
                  "with a token from POST /api/auth/login"),
              kAuthRequired)),
-         "");
+         Principal{});
     return;
   }
-  if (std::optional<std::string> subject =
+  if (std::optional<Principal> principal =
           token_cache_.Lookup(token, absl::Now())) {
-    next(grpc::Status::OK, *subject);
+    next(grpc::Status::OK, *principal);
     return;
   }
   if (auth_backend_ == nullptr) {
     next(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "no config service to check tokens"),
-         "");
+         Principal{});
     return;
   }
   config::v1::VerifyTokenRequest verify;
@@ -411,20 +418,20 @@ void Gateway::Authenticate(
        [this, token, next = std::move(next)](const grpc::Status& status,
                                              const std::string& bytes) {
          if (!status.ok()) {
-           next(status, "");
+           next(status, Principal{});
            return;
          }
          config::v1::VerifyTokenResponse reply;
          if (!reply.ParseFromString(bytes)) {
            next(grpc::Status(grpc::StatusCode::INTERNAL,
                              "unreadable VerifyToken answer"),
-                "");
+                Principal{});
            return;
          }
          absl::Time expires =
              absl::FromUnixSeconds(reply.expires_at().seconds());
          token_cache_.Insert(token, reply.subject(), expires);
-         next(grpc::Status::OK, reply.subject());
+         next(grpc::Status::OK, Principal{reply.subject(), expires});
        });
 }
 
@@ -457,14 +464,14 @@ bool Gateway::HandleAuthRoute(const HttpRequest& request, Responder& respond,
 }
 
 void Gateway::Dispatch(HttpRequest request, Responder respond,
-                       const std::string& subject) {
-  if (HandleAuthRoute(request, respond, subject)) return;
+                       const Principal& principal) {
+  if (HandleAuthRoute(request, respond, principal.subject)) return;
   if (HandleBuiltIn(request, respond)) return;
   RouteMatch match = routes_.Match(request.method, request.path);
   switch (match.outcome) {
     case RouteMatch::Outcome::kMatched:
       HandleRoute(*match.route, match.bindings, std::move(request),
-                  std::move(respond));
+                  std::move(respond), principal.expires_at);
       return;
     case RouteMatch::Outcome::kBadPath:
       respond(Error(GatewayError(400, absl::StatusCode::kInvalidArgument,
@@ -539,7 +546,8 @@ bool Gateway::HandleBuiltIn(const HttpRequest& request, Responder& respond) {
 
 void Gateway::HandleRoute(const Route& route,
                           const std::vector<PathTemplate::Binding>& bindings,
-                          HttpRequest request, Responder respond) {
+                          HttpRequest request, Responder respond,
+                          absl::Time token_expires) {
   auto it = backend_by_service_.find(route.method->service()->full_name());
   if (it == backend_by_service_.end()) {
     respond(Error(
@@ -562,7 +570,7 @@ void Gateway::HandleRoute(const Route& route,
   }
   if (route.streaming) {
     HandleStream(route, backend, std::move(message), request,
-                 std::move(respond));
+                 std::move(respond), token_expires);
     return;
   }
   std::string correlation_id = request.correlation_id;

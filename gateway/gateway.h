@@ -86,23 +86,26 @@ class Gateway final : public RequestHandler {
             std::vector<std::pair<std::string, std::string>> metadata = {});
   // Serves an authenticated (or public) request.
   void Dispatch(HttpRequest request, Responder respond,
-                const std::string& subject);
-  // Resolves `token` to its subject (cache, else the config service's
+                const Principal& principal);
+  // Resolves `token` to its principal (cache, else the config service's
   // VerifyToken) and calls `next` with it or with the reason it's refused.
   void Authenticate(
       const std::string& token, const std::string& correlation_id,
-      std::function<void(const grpc::Status&, const std::string& subject)>
+      std::function<void(const grpc::Status&, const Principal& principal)>
           next);
   // The answer to /api/auth/check and /api/auth/verify.
   bool HandleAuthRoute(const HttpRequest& request, Responder& respond,
                        const std::string& subject);
   // A server-streaming route: Server-Sent Events through an SseBridge.
+  // It ends when the token that opened it expires.
   void HandleStream(const Route& route, Backend* backend,
                     std::unique_ptr<google::protobuf::Message> message,
-                    const HttpRequest& request, Responder respond);
+                    const HttpRequest& request, Responder respond,
+                    absl::Time token_expires);
   void HandleRoute(const Route& route,
                    const std::vector<PathTemplate::Binding>& bindings,
-                   HttpRequest request, Responder respond);
+                   HttpRequest request, Responder respond,
+                   absl::Time token_expires);
   bool NoCallsLeft() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_);
   void HandleHealth(const HttpRequest& request, Responder respond);
   void HandleMetrics(const HttpRequest& request, Responder respond);

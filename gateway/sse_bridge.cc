@@ -129,6 +129,9 @@ void SseBridge::Begin() {
     return;
   }
   context_.AddMetadata(common::kCorrelationIdMetadata, call_.correlation_id);
+  if (call_.deadline != absl::InfiniteFuture()) {
+    context_.set_deadline(absl::ToChronoTime(call_.deadline));
+  }
   grpc::Slice slice(call_.request);
   request_ = grpc::ByteBuffer(&slice, 1);
 
@@ -252,8 +255,13 @@ void SseBridge::OnDone(const grpc::Status& status) {
         << "event stream ended";
   }
   if (!status.ok() && !cancelled && !error_sent_.exchange(true)) {
-    Emit(SseErrorFrame(BackendError(status, call_.backend),
-                       call_.correlation_id));
+    const bool expired =
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+        call_.deadline != absl::InfiniteFuture() &&
+        absl::Now() >= call_.deadline;
+    Emit(SseErrorFrame(
+        expired ? call_.deadline_error : BackendError(status, call_.backend),
+        call_.correlation_id));
   }
   stream_->End();
   if (on_done_) on_done_(status);

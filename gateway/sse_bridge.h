@@ -97,6 +97,10 @@ struct SseCall {
   std::string correlation_id;
   // The backend's short name, for error messages ("config").
   std::string backend;
+  // When set, the stream ends at this time (the token that opened it
+  // expires) with `deadline_error` as its error frame.
+  absl::Time deadline = absl::InfiniteFuture();
+  HttpError deadline_error;
 };
 
 class SseBridge final

@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
   stack->vault_ = *std::move(vault);
   stack->access_keys_ =
       std::make_unique<AccessKeyStore>(options.data_dir + "/auth");
-  stack->tokens_ = std::make_unique<TokenService>(options.data_dir + "/auth");
+  stack->tokens_ = std::make_unique<TokenService>(options.data_dir + "/auth",
+                                                 options.token_lifetime);
   stack->authenticator_ =
       std::make_unique<Authenticator>(*stack->access_keys_, *stack->tokens_);
   stack->settings_ =

@@ -39,6 +39,9 @@ struct ConfigStackOptions {
   int history_limit = 10;
   int backup_limit = 10;
   size_t change_log_capacity = 1024;
+  // How long an issued bearer token is valid.
+  absl::Duration token_lifetime =
+      absl::Seconds(TokenService::kDefaultLifetimeSeconds);
 };
 
 class ConfigStack {

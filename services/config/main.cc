@@ -21,6 +21,7 @@
 //   INSTANCE_HISTORY_LIMIT   previous versions kept per instance (10)
 //   SETTINGS_BACKUP_LIMIT    .env backups kept (10)
 //   WEB_ACCESS_KEY           sets the access key at start when none is set
+//   AUTH_TOKEN_LIFETIME_SECONDS  how long a login's token is valid (604800)
 //   MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, MQTT_BASE_TOPIC:
 //                            when MQTT_HOST is set, those of these that are
 //                            set replace the stored MQTT settings at start
@@ -68,6 +69,7 @@ struct Options {
   int catalogue_poll_seconds = 5;
   int history_limit = 10;
   int backup_limit = 10;
+  int token_lifetime_seconds = 604800;
   std::string access_key;  // WEB_ACCESS_KEY
   bool seed_mqtt = false;
   MqttSeed mqtt;
@@ -91,6 +93,8 @@ bool ReadOptions(bool serving, Options* options) {
       static_cast<int>(env.Int("INSTANCE_HISTORY_LIMIT", 10, 0, 1000));
   options->backup_limit =
       static_cast<int>(env.Int("SETTINGS_BACKUP_LIMIT", 10, 0, 1000));
+  options->token_lifetime_seconds = static_cast<int>(
+      env.Int("AUTH_TOKEN_LIFETIME_SECONDS", 604800, 1, 31536000));
   options->access_key = env.String("WEB_ACCESS_KEY", "");
   std::string host = env.String("MQTT_HOST", "");
   if (!host.empty()) {
@@ -158,6 +162,7 @@ int Main(int argc, char** argv) {
   stack_options.worker_threads = options.worker_threads;
   stack_options.history_limit = options.history_limit;
   stack_options.backup_limit = options.backup_limit;
+  stack_options.token_lifetime = absl::Seconds(options.token_lifetime_seconds);
   absl::StatusOr<std::unique_ptr<ConfigStack>> opened =
       ConfigStack::Open(stack_options);
   if (!opened.ok()) {

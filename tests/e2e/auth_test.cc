@@ -180,6 +180,7 @@ struct StackOptions {
   std::string access_key;
   bool start_gateway = true;
   std::map<std::string, std::string> gateway_env;
+  std::map<std::string, std::string> config_env = {};
 };
 
 // Starts `binary` listening on a free loopback port, given through the
@@ -239,6 +240,7 @@ class Stack {
     if (!options_.access_key.empty()) {
       env["WEB_ACCESS_KEY"] = options_.access_key;
     }
+    for (const auto& [name, value] : options_.config_env) env[name] = value;
     return env;
   }
 
@@ -490,6 +492,32 @@ TEST_CASE("Auth: ?token= opens the event stream but no other route", "[e2e]") {
                  {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}}),
       "AUTH_REQUIRED");
   CHECK(stack.Call("GET", "/api/instances", "", Bearer(token)).status == 200);
+}
+
+TEST_CASE("Auth: an event stream ends when the token that opened it expires",
+          "[e2e]") {
+  StackOptions options;
+  options.access_key = "key-1";
+  options.config_env = {{"AUTH_TOKEN_LIFETIME_SECONDS", "2"}};
+  Stack stack(options);
+  HttpResponse login = stack.Login("key-1");
+  REQUIRE(login.status == 200);
+  rapidjson::Document doc = Parse(login.body);
+  CHECK(doc["expires_in"].GetInt() == 2);
+  const std::string token = doc["token"].GetString();
+  const std::string stream = ReadUntil(
+      stack.gateway_port(),
+      absl::StrCat("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: Bearer ",
+                   token, "\r\nAccept: text/event-stream\r\n\r\n"),
+      "TOKEN_EXPIRED", absl::Seconds(15));
+  INFO(stream);
+  CHECK(StatusOfRaw(stream) == 200);
+  CHECK(stream.find("event: error") != std::string::npos);
+  CHECK(stream.find("TOKEN_EXPIRED") != std::string::npos);
+  // The same token no longer opens anything.
+  CheckUnauthorized(stack.Call("GET", "/api/instances", "", Bearer(token)),
+                    "TOKEN_EXPIRED");
 }
 
 TEST_CASE("Auth: public routes answer without a token", "[e2e]") {

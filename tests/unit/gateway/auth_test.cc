@@ -111,7 +111,10 @@ TEST_CASE("verified tokens are cached until they expire, LRU-bounded") {
   TokenCache cache(2);
   absl::Time t0 = absl::FromUnixSeconds(1000000);
   cache.Insert("a", "user", t0 + absl::Seconds(10));
-  CHECK(cache.Lookup("a", t0) == std::optional<std::string>("user"));
+  std::optional<Principal> a = cache.Lookup("a", t0);
+  REQUIRE(a.has_value());
+  CHECK(a->subject == "user");
+  CHECK(a->expires_at == t0 + absl::Seconds(10));
   CHECK_FALSE(cache.Lookup("a", t0 + absl::Seconds(10)).has_value());
   CHECK_FALSE(cache.Lookup("unknown", t0).has_value());
   cache.Insert("x", "u1", t0 + absl::Hours(1));
