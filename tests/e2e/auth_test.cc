@@ -36,6 +36,7 @@
 #include "rapidjson/document.h"
 #include "services/common/grpc_status.h"
 #include "services/common/status.h"
+#include "tests/support/stream_client.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::testing {
@@ -128,35 +129,9 @@ std::map<std::string, std::string> Snapshot(const std::string& root,
 std::string ReadUntil(int port, const std::string& request,
                       const std::string& needle,
                       absl::Duration timeout = absl::Seconds(10)) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
-          0);
-  size_t sent = 0;
-  while (sent < request.size()) {
-    ssize_t n =
-        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string out;
-  absl::Time deadline = absl::Now() + timeout;
-  while (out.find(needle) == std::string::npos) {
-    int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (left <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
-    char buffer[4096];
-    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    out.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  StreamClient client(port, request);
+  client.WaitFor(needle, timeout);
+  return client.received();
 }
 
 // The reason carried by a gRPC status (google.rpc.ErrorInfo).

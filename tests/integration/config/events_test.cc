@@ -32,6 +32,7 @@
 #include "iot2mqtt/config/v1/config_service.grpc.pb.h"
 #include "rapidjson/document.h"
 #include "tests/integration/config/config_harness.h"
+#include "tests/support/stream_client.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::config {
@@ -46,6 +47,7 @@ using ::iot2mqtt::config::v1::ChangeEvent;
 using ::iot2mqtt::testing::HttpRequest;
 using ::iot2mqtt::testing::HttpResponse;
 using ::iot2mqtt::testing::ReadFile;
+using ::iot2mqtt::testing::StreamClient;
 using ::iot2mqtt::testing::WaitFor;
 using ::iot2mqtt::testing::WriteFile;
 
@@ -333,81 +335,6 @@ TEST_CASE(
 
 // --- SSE through the gateway -------------------------------------------------
 
-// A raw HTTP client that reads a streaming answer as it arrives.
-class StreamClient {
- public:
-  StreamClient(int port, const std::string& request) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) ==
-            0);
-    size_t sent = 0;
-    while (sent < request.size()) {
-      ssize_t n =
-          send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      REQUIRE(n > 0);
-      sent += static_cast<size_t>(n);
-    }
-  }
-  ~StreamClient() { Close(); }
-  StreamClient(const StreamClient&) = delete;
-  StreamClient& operator=(const StreamClient&) = delete;
-
-  // Reads until `done()` holds (true), the server closes or `timeout`
-  // passes (false).
-  template <typename Done>
-  bool ReadUntil(Done done, absl::Duration timeout = absl::Seconds(10)) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (!done()) {
-      if (closed_ || !ReadSome(deadline)) return false;
-    }
-    return true;
-  }
-  bool ReadUntilContains(const std::string& text,
-                         absl::Duration timeout = absl::Seconds(10)) {
-    return ReadUntil([&] { return absl::StrContains(received_, text); },
-                     timeout);
-  }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  const std::string& received() const { return received_; }
-  std::string head() const {
-    return received_.substr(0, received_.find("\r\n\r\n"));
-  }
-  std::string body() const {
-    size_t end = received_.find("\r\n\r\n");
-    return end == std::string::npos ? "" : received_.substr(end + 4);
-  }
-
- private:
-  bool ReadSome(absl::Time deadline) {
-    absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd pfd{fd_, POLLIN, 0};
-    int ready =
-        poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) return true;
-    if (ready <= 0) return false;
-    char buffer[65536];
-    ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
-    if (n <= 0) {
-      closed_ = true;
-    } else {
-      received_.append(buffer, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  int fd_ = -1;
-  std::string received_;
-  bool closed_ = false;
-};
 
 struct SseFrame {
   std::string id;
@@ -487,7 +414,7 @@ TEST_CASE(
   CheckError(*anonymous, 401, "AUTH_REQUIRED");
 
   StreamClient first(stack.gateway_port(), EventsRequest(stack.token()));
-  REQUIRE(first.ReadUntilContains("retry: 3000\n\n"));
+  REQUIRE(first.WaitFor("retry: 3000\n\n", absl::Seconds(10)));
   CHECK(absl::StartsWith(first.head(), "HTTP/1.1 200"));
   CHECK(absl::StrContains(first.head(), "text/event-stream"));
   const std::string probe = absl::StrCat("/api/configs/", kProbeMac);
@@ -498,8 +425,7 @@ TEST_CASE(
                     .Http("PUT", probe,
                           absl::StrCat(R"({"content":{"probe":)", put++, "}}"))
                     .status == 200);
-        return first.ReadUntilContains("event: device_config",
-                                       absl::Milliseconds(200));
+        return first.WaitFor("event: device_config", absl::Milliseconds(200));
       },
       absl::Seconds(20)));
   REQUIRE(stack.Http("DELETE", probe).status == 204);
