@@ -22,22 +22,18 @@
 #include "services/common/status.h"
 #include "services/config/file_io.h"
 #include "services/config/setup_schema.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/config/config_test_util.h"
 
 namespace iot2mqtt::config {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::SourcePath;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WriteFile;
-
-void RequireError(const absl::Status& status, absl::StatusCode code,
-                  const std::string& reason) {
-  INFO(status.ToString());
-  REQUIRE(status.code() == code);
-  REQUIRE(common::ReasonOf(status) == reason);
-}
 
 rapidjson::Document Parse(const std::string& json) {
   rapidjson::Document document;
@@ -737,24 +733,6 @@ TEST_CASE("Catalogue: templates and hidden folders are never listed or served",
   RequireError(ConnectorCatalogue::ValidateName("_template"),
                absl::StatusCode::kInvalidArgument, kInvalidConnectorName);
 }
-
-class CapturedLog : public sdk::LogSink {
- public:
-  CapturedLog() { sdk::SetLogSink(this); }
-  ~CapturedLog() override { sdk::SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(line);
-  }
-  std::vector<std::string> lines() {
-    absl::MutexLock lock(&mu_);
-    return lines_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 TEST_CASE("Catalogue: a folder with an invalid name is logged once",
           "[config][catalogue]") {

@@ -19,24 +19,20 @@
 #include "iot2mqtt/sdk/json.h"
 #include "iot2mqtt/sdk/log.h"
 #include "services/common/status.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/config/config_test_util.h"
 
 namespace iot2mqtt::config {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::ListDir;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WriteFile;
 
 constexpr char kMac[] = "a4-cf-12-34-56-78";
-
-void RequireError(const absl::Status& status, absl::StatusCode code,
-                  const std::string& reason) {
-  INFO(status.ToString());
-  REQUIRE(status.code() == code);
-  REQUIRE(common::ReasonOf(status) == reason);
-}
 
 std::string Compact(const std::string& json) {
   absl::StatusOr<std::string> compact = sdk::RewriteJson(json);
@@ -77,24 +73,6 @@ std::vector<std::string> TempFiles(const std::string& dir) {
   }
   return temps;
 }
-
-class CapturedLog : public sdk::LogSink {
- public:
-  CapturedLog() { sdk::SetLogSink(this); }
-  ~CapturedLog() override { sdk::SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(line);
-  }
-  std::vector<std::string> lines() {
-    absl::MutexLock lock(&mu_);
-    return lines_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::string> lines_;
-};
 
 TEST_CASE("FileDeviceConfigStore: list on an empty directory is empty",
           "[config]") {

@@ -22,11 +22,14 @@
 #include "services/common/status.h"
 #include "services/config/file_io.h"
 #include "services/config/secret_fields.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/config/config_test_util.h"
 
 namespace iot2mqtt::config {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::ListDir;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::TempDir;
@@ -81,26 +84,6 @@ class FakeVault : public SecretVault {
   bool fail_stores_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class CapturedLog : public sdk::LogSink {
- public:
-  CapturedLog() { sdk::SetLogSink(this); }
-  ~CapturedLog() override { sdk::SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(line);
-  }
-  int Count(absl::string_view needle) {
-    absl::MutexLock lock(&mu_);
-    int n = 0;
-    for (const std::string& line : lines_) n += absl::StrContains(line, needle);
-    return n;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::string> lines_;
-};
-
 // A clock that advances one second per reading.
 class StepClock {
  public:
@@ -153,13 +136,6 @@ std::string Str(const rapidjson::Value& object, const char* key) {
   REQUIRE(object.HasMember(key));
   REQUIRE(object[key].IsString());
   return object[key].GetString();
-}
-
-void RequireError(const absl::Status& status, absl::StatusCode code,
-                  const std::string& reason) {
-  INFO(status.ToString());
-  REQUIRE(status.code() == code);
-  REQUIRE(common::ReasonOf(status) == reason);
 }
 
 std::string Metadata(const absl::Status& status, const std::string& key) {

@@ -22,22 +22,18 @@
 #include "services/config/file_secret_vault.h"
 #include "services/config/secret_fields.h"
 #include "services/config/secret_vault.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/config/config_test_util.h"
 
 namespace iot2mqtt::config {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::ListDir;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WriteFile;
-
-void RequireError(const absl::Status& status, absl::StatusCode code,
-                  const std::string& reason) {
-  INFO(status.ToString());
-  REQUIRE(status.code() == code);
-  REQUIRE(common::ReasonOf(status) == reason);
-}
 
 std::string Compact(const std::string& json) {
   absl::StatusOr<std::string> compact = sdk::RewriteJson(json);
@@ -106,24 +102,6 @@ std::string LoadOk(SecretVault& vault, const std::string& connector,
   REQUIRE(values.ok());
   return *values;
 }
-
-class CapturedLog : public sdk::LogSink {
- public:
-  CapturedLog() { sdk::SetLogSink(this); }
-  ~CapturedLog() override { sdk::SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    text_ += std::string(line) + "\n";
-  }
-  std::string text() {
-    absl::MutexLock lock(&mu_);
-    return text_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::string text_;
-};
 
 // ---------------------------------------------------------------------------
 // IsCredentialName

@@ -30,11 +30,14 @@
 #include "services/config/secret_vault.h"
 #include "services/config/settings_store.h"
 #include "services/config/token_service.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/config/config_test_util.h"
 
 namespace iot2mqtt::config {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::ListDir;
 using ::iot2mqtt::testing::ReadFile;
 using ::iot2mqtt::testing::TempDir;
@@ -42,13 +45,6 @@ using ::iot2mqtt::testing::WriteFile;
 
 using Changes = std::map<std::string, std::optional<std::string>>;
 using Values = std::map<std::string, std::string>;
-
-void RequireError(const absl::Status& status, absl::StatusCode code,
-                  const std::string& reason) {
-  INFO(status.ToString());
-  REQUIRE(status.code() == code);
-  REQUIRE(common::ReasonOf(status) == reason);
-}
 
 std::map<std::string, std::string> MetadataOf(const absl::Status& status) {
   std::optional<google::rpc::ErrorInfo> info = common::GetErrorInfo(status);
@@ -94,25 +90,6 @@ std::map<std::string, std::string> Snapshot(const std::string& dir) {
 }
 
 // Captures log lines while alive.
-class LogCapture : public sdk::LogSink {
- public:
-  LogCapture() { sdk::SetLogSink(this); }
-  ~LogCapture() override { sdk::SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    lines_.emplace_back(line);
-  }
-  std::string Text() {
-    absl::MutexLock lock(&mu_);
-    std::string all;
-    for (const std::string& line : lines_) absl::StrAppend(&all, line, "\n");
-    return all;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
-};
 
 // An in-memory SecretVault.
 class FakeVault final : public SecretVault {
@@ -479,7 +456,7 @@ TEST_CASE("Mqtt: Set stores, the password only in the vault", "[unit][mqtt]") {
   SettingsStore settings(dir.path());
   FakeVault vault;
   MqttSettingsStore store(settings, vault);
-  LogCapture logs;
+  CapturedLog logs;
   MqttSettings desired = ValidSettings();
   absl::StatusOr<MqttSettings> stored = store.Set(desired);
   INFO(stored.status().ToString());
@@ -500,7 +477,7 @@ TEST_CASE("Mqtt: Set stores, the password only in the vault", "[unit][mqtt]") {
                       {"MQTT_KEEPALIVE", "120"}});
   CHECK_FALSE(absl::StrContains(AllFileContents(dir.path()), desired.password));
   CHECK(vault.Platform() == R"({"MQTT_PASSWORD":"s3cr3t-Pa55word"})");
-  CHECK_FALSE(absl::StrContains(logs.Text(), desired.password));
+  CHECK_FALSE(absl::StrContains(logs.text(), desired.password));
 }
 
 TEST_CASE("Mqtt: validation reports every bad field at once", "[unit][mqtt]") {
@@ -637,7 +614,7 @@ TEST_CASE("Mqtt: an upstream plaintext password is used and migrated",
   FakeVault vault;
   MqttSettingsStore store(settings, vault);
   write_upstream_env(settings.env_path());
-  LogCapture logs;
+  CapturedLog logs;
 
   absl::StatusOr<MqttSettings> got = store.Get();
   REQUIRE(got.ok());
@@ -676,7 +653,7 @@ TEST_CASE("Mqtt: an upstream plaintext password is used and migrated",
     REQUIRE(settings.Update({{"MQTT_PASSWORD", "edited-by-hand"}}).ok());
     CHECK(store.Get()->password == "edited-by-hand");
   }
-  CHECK_FALSE(absl::StrContains(logs.Text(), plaintext));
+  CHECK_FALSE(absl::StrContains(logs.text(), plaintext));
 }
 
 TEST_CASE("Mqtt: unparsable stored numbers fall back to the defaults",
@@ -691,7 +668,7 @@ TEST_CASE("Mqtt: unparsable stored numbers fall back to the defaults",
             "MQTT_QOS=7\n"
             "MQTT_KEEPALIVE=\n"
             "MQTT_RETAIN=FALSE\n");
-  LogCapture logs;
+  CapturedLog logs;
   absl::StatusOr<MqttSettings> got = store.Get();
   REQUIRE(got.ok());
   CHECK(got->host == "192.0.2.9");
@@ -699,7 +676,7 @@ TEST_CASE("Mqtt: unparsable stored numbers fall back to the defaults",
   CHECK(got->qos == 1);
   CHECK(got->keepalive == 60);
   CHECK_FALSE(got->retain);
-  std::string text = logs.Text();
+  std::string text = logs.text();
   CHECK(absl::StrContains(text, "MQTT_PORT"));
   CHECK(absl::StrContains(text, "MQTT_QOS"));
   CHECK(absl::StrContains(text, "WARNING"));
@@ -780,7 +757,7 @@ TEST_CASE("AccessKey: set, verify, replace; only a hash on disk",
                absl::StatusCode::kFailedPrecondition, kAccessKeyNotSet);
 
   const std::string key = "correct horse battery staple";
-  LogCapture logs;
+  CapturedLog logs;
   REQUIRE(keys.SetKey(key).ok());
   CHECK(keys.HasKey());
   CHECK(*keys.Verify(key));
@@ -795,8 +772,8 @@ TEST_CASE("AccessKey: set, verify, replace; only a hash on disk",
   REQUIRE(keys.SetKey("another key").ok());
   CHECK(*keys.Verify("another key"));
   CHECK_FALSE(*keys.Verify(key));
-  CHECK_FALSE(absl::StrContains(logs.Text(), key));
-  CHECK_FALSE(absl::StrContains(logs.Text(), "another key"));
+  CHECK_FALSE(absl::StrContains(logs.text(), key));
+  CHECK_FALSE(absl::StrContains(logs.text(), "another key"));
 }
 
 TEST_CASE("AccessKey: length limits", "[unit][auth]") {
@@ -859,7 +836,7 @@ TEST_CASE("Authenticator: first login only from loopback", "[unit][auth]") {
   AccessKeyStore keys(dir.path());
   TokenService tokens(dir.path());
   Authenticator auth(keys, tokens);
-  LogCapture logs;
+  CapturedLog logs;
 
   absl::StatusOr<IssuedToken> empty = auth.Login("", true);
   RequireError(empty.status(), absl::StatusCode::kInvalidArgument,
@@ -891,7 +868,7 @@ TEST_CASE("Authenticator: first login only from loopback", "[unit][auth]") {
                absl::StatusCode::kUnauthenticated, kInvalidAccessKey);
   CHECK(auth.Login("local-owner", false).ok());
 
-  std::string text = logs.Text();
+  std::string text = logs.text();
   CHECK_FALSE(absl::StrContains(text, "local-owner"));
   CHECK_FALSE(absl::StrContains(text, "remote-grab"));
 }
@@ -1104,11 +1081,11 @@ TEST_CASE("Tokens: one 0600 secret per installation, reused",
 
   SECTION("a secret readable by others is made private") {
     REQUIRE(chmod(second.secret_path().c_str(), 0644) == 0);
-    LogCapture logs;
+    CapturedLog logs;
     TokenService third(auth_dir);
     CHECK(third.Verify(token).ok());
     CHECK(ModeOf(third.secret_path()) == 0600);
-    CHECK(absl::StrContains(logs.Text(), "WARNING"));
+    CHECK(absl::StrContains(logs.text(), "WARNING"));
   }
   SECTION("a secret of the wrong size is refused") {
     WriteFile(second.secret_path(), "short");

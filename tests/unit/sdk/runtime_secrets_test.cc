@@ -11,31 +11,15 @@
 #include "iot2mqtt/sdk/dotenv.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/sdk/mqtt_client.h"
+#include "tests/support/captured_log.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::sdk {
 namespace {
 
+using ::iot2mqtt::testing::CapturedLog;
 using ::iot2mqtt::testing::TempDir;
 using ::iot2mqtt::testing::WriteFile;
-
-class CapturedLog : public LogSink {
- public:
-  CapturedLog() { SetLogSink(this); }
-  ~CapturedLog() override { SetLogSink(nullptr); }
-  void Write(absl::string_view line) override {
-    absl::MutexLock lock(&mu_);
-    text_ += std::string(line) + "\n";
-  }
-  std::string text() {
-    absl::MutexLock lock(&mu_);
-    return text_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::string text_;
-};
 
 RuntimeSecrets SecretsWith(std::map<std::string, std::string> values) {
   RuntimeSecrets secrets;
