@@ -18,6 +18,7 @@
 #include "iot2mqtt/sdk/json.h"
 #include "iot2mqtt/sdk/json_builder.h"
 #include "iot2mqtt/sdk/log.h"
+#include "iot2mqtt/sdk/runtime_secrets.h"
 #include "iot2mqtt/sdk/status_macros.h"
 #include "rapidjson/document.h"
 #include "rapidjson/memorystream.h"
@@ -32,8 +33,6 @@ namespace {
 constexpr absl::string_view kJsonSuffix = ".json";
 constexpr char kHistoryDir[] = ".history";
 constexpr char kLockName[] = ".lock";
-constexpr char kPlaceholderPrefix[] = "__SECRET__";
-constexpr char kPlaceholderSuffix[] = "__";
 constexpr mode_t kFileMode = 0600;
 constexpr mode_t kDirMode = 0700;
 constexpr int64_t kDefaultUpdateInterval = 10;
@@ -287,17 +286,14 @@ absl::StatusOr<Json> ParseObject(absl::string_view text) {
   return json;
 }
 
-std::string Placeholder(absl::string_view path) {
-  return absl::StrCat(kPlaceholderPrefix, path, kPlaceholderSuffix);
-}
-
 // Whether `json` is the string "__SECRET__<path>__"; the path when it is.
 std::optional<std::string> PlaceholderPath(const Json& json) {
   std::optional<std::string> text = json.AsString();
   if (!text) return std::nullopt;
   absl::string_view view = *text;
-  if (!absl::ConsumePrefix(&view, kPlaceholderPrefix) ||
-      !absl::ConsumeSuffix(&view, kPlaceholderSuffix) || view.empty()) {
+  if (!absl::ConsumePrefix(&view, sdk::kSecretPlaceholderPrefix) ||
+      !absl::ConsumeSuffix(&view, sdk::kSecretPlaceholderSuffix) ||
+      view.empty()) {
     return std::nullopt;
   }
   return std::string(view);
@@ -722,7 +718,7 @@ absl::StatusOr<SecretPlan> PlanSecrets(
     Json* target = Resolve(&plan.doc, path, explicit_value.has_value());
     if (target != nullptr && PlaceholderPath(*target) != path) {
       extracted.Set(path, *target);
-      *target = Json::String(Placeholder(path));
+      *target = Json::String(sdk::SecretPlaceholder(path));
     }
     if (explicit_value) extracted.Set(path, *explicit_value);
   }
@@ -1238,24 +1234,9 @@ absl::StatusOr<InstanceChange> InstanceStore::Delete(
 
 absl::StatusOr<std::string> InstanceStore::Get(absl::string_view connector,
                                                absl::string_view instance_id) {
-  IOT2MQTT_RETURN_IF_ERROR(ValidateConnectorName(connector));
-  IOT2MQTT_RETURN_IF_ERROR(ValidateInstanceId(instance_id));
-  const std::string path = InstancePath(connector, instance_id);
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
-  if (absl::IsNotFound(text.status())) return NotFound(connector, instance_id);
-  if (!text.ok()) return text.status();
-  absl::StatusOr<std::string> masked = MaskSecrets(*text);
-  absl::StatusOr<Json> doc = masked.ok()
-                                 ? ParseObject(*masked)
-                                 : absl::StatusOr<Json>(masked.status());
-  if (!doc.ok()) {
-    return Corrupt(
-        connector, instance_id, path,
-        absl::StrCat("is not a JSON object (", doc.status().message(), ")"));
-  }
-  doc->Set("instance_id", Json::String(instance_id));
-  doc->Set("connector_type", Json::String(connector));
-  return Compact(*doc);
+  IOT2MQTT_ASSIGN_OR_RETURN(std::string stored,
+                            GetStoredJson(connector, instance_id));
+  return MaskSecrets(stored);
 }
 
 absl::StatusOr<std::string> InstanceStore::GetStoredJson(
