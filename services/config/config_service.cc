@@ -319,9 +319,9 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetSetupStatus(
     const v1::GetSetupStatusRequest* request,
     v1::GetSetupStatusResponse* response) {
   return Run(context, "GetSetupStatus", [this, response] {
-    IOT2MQTT_ASSIGN_OR_RETURN(MqttSettings mqtt, d_.mqtt.Get());
+    IOT2MQTT_ASSIGN_OR_RETURN(bool has_host, d_.mqtt.HasHost());
     response->set_has_access_key(d_.access_keys.HasKey());
-    response->set_has_mqtt_config(!mqtt.host.empty());
+    response->set_has_mqtt_config(has_host);
     response->set_setup_complete(response->has_access_key() &&
                                  response->has_mqtt_config());
     return absl::OkStatus();

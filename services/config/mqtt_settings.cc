@@ -246,6 +246,11 @@ absl::Status MqttSettingsStore::StoreVaultPassword(
                       builder.empty() ? "{}" : builder.Build());
 }
 
+absl::StatusOr<bool> MqttSettingsStore::HasHost() {
+  IOT2MQTT_ASSIGN_OR_RETURN(Env env, settings_.Load());
+  return !StringSetting(env, kHostKey, "").empty();
+}
+
 absl::StatusOr<MqttSettings> MqttSettingsStore::Get() {
   IOT2MQTT_ASSIGN_OR_RETURN(Env env, settings_.Load());
   MqttSettings s;

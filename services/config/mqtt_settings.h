@@ -70,6 +70,10 @@ class MqttSettingsStore {
   MqttSettingsStore(SettingsStore& settings, SecretVault& vault)
       : settings_(settings), vault_(vault) {}
 
+  // Whether a broker host is configured (reads only the settings file; the
+  // vault is not touched).
+  absl::StatusOr<bool> HasHost();
+
   // The stored settings, upstream defaults for missing keys. A value that
   // doesn't parse (or is out of range) falls back to its default with a
   // WARNING naming the key.
