@@ -1,16 +1,26 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "gateway/mqtt_socket.h"
 #include "gateway/openapi.h"
+#include "gateway/stream_call.h"
 #include "gateway/transcoder.h"
+#include "gateway/websocket_stream.h"
 #include "google/protobuf/message.h"
 #include "iot2mqtt/config/v1/config_service.pb.h"
+#include "iot2mqtt/mqtt_bridge/v1/mqtt_bridge_service.pb.h"
+#include "iot2mqtt/orchestrator/v1/orchestrator_service.pb.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/telemetry/v1/telemetry_service.pb.h"
 #include "prometheus/text_serializer.h"
@@ -42,6 +52,17 @@ constexpr char kHealthRoute[] = "/api/health";
 constexpr char kMetricsRoute[] = "/metrics";
 constexpr char kDocsRoute[] = "/api/docs";
 constexpr char kOpenApiRoute[] = "/api/docs/openapi.json";
+constexpr char kWebSocketPrefix[] = "/ws/";
+constexpr char kMqttSocketRoute[] = "/ws/mqtt";
+// `/ws/logs/{id}`: the orchestrator's StreamLogs as text frames.
+constexpr char kLogsSocketPrefix[] = "/ws/logs/";
+constexpr char kLogsSocketRoute[] = "/ws/logs/{id}";
+constexpr char kOrchestratorService[] =
+    "iot2mqtt.orchestrator.v1.OrchestratorService";
+constexpr char kStreamLogsRpc[] =
+    "/iot2mqtt.orchestrator.v1.OrchestratorService/StreamLogs";
+constexpr char kSystemStatusRpc[] =
+    "/iot2mqtt.orchestrator.v1.OrchestratorService/GetSystemStatus";
 
 // Bounded label values: arbitrary methods from clients must not create
 // unbounded metric series.
@@ -186,6 +207,10 @@ Gateway::Gateway(GatewayOptions options, RouteTable routes)
   server_options.read_timeout = options_.read_timeout;
   server_options.shutdown_grace = options_.shutdown_grace;
   server_options.cors_origins = options_.cors_origins;
+  server_options.websocket_max_message_bytes = options_.ws_max_message_bytes;
+  server_options.websocket_queue_bytes = options_.ws_queue_bytes;
+  server_options.websocket_idle_timeout = options_.ws_idle_timeout;
+  server_options.websocket_write_timeout = options_.ws_write_timeout;
   server_ = std::make_unique<HttpServer>(std::move(server_options), this);
 }
 
@@ -216,6 +241,7 @@ void Gateway::Shutdown() {
   // ...then backend calls still running are cancelled, and we wait for
   // their callbacks, which reference the server's io_context.
   std::vector<std::shared_ptr<SseBridge>> streams;
+  std::vector<std::shared_ptr<CallHandle>> socket_calls;
   {
     absl::MutexLock lock(&calls_mu_);
     accepting_calls_ = false;
@@ -225,14 +251,202 @@ void Gateway::Shutdown() {
         streams.push_back(std::move(bridge));
       }
     }
+    for (auto& [raw, weak] : socket_calls_) {
+      if (std::shared_ptr<CallHandle> call = weak.lock()) {
+        socket_calls.push_back(std::move(call));
+      }
+    }
   }
   for (const std::shared_ptr<SseBridge>& bridge : streams) bridge->Cancel();
+  for (const std::shared_ptr<CallHandle>& call : socket_calls) call->Cancel();
   streams.clear();
+  socket_calls.clear();
   absl::MutexLock lock(&calls_mu_);
   calls_mu_.Await(absl::Condition(this, &Gateway::NoCallsLeft));
 }
 
-bool Gateway::NoCallsLeft() const { return calls_.empty() && streams_.empty(); }
+bool Gateway::NoCallsLeft() const {
+  return calls_.empty() && streams_.empty() && socket_calls_.empty();
+}
+
+int Gateway::calls_in_progress() {
+  absl::MutexLock lock(&calls_mu_);
+  return static_cast<int>(calls_.size() + streams_.size() +
+                          socket_calls_.size());
+}
+
+Gateway::Backend* Gateway::BackendFor(const std::string& rpc_path) {
+  // "/pkg.Service/Method" → "pkg.Service".
+  size_t slash = rpc_path.find('/', 1);
+  if (rpc_path.empty() || rpc_path[0] != '/' || slash == std::string::npos) {
+    return nullptr;
+  }
+  auto it = backend_by_service_.find(rpc_path.substr(1, slash - 1));
+  return it == backend_by_service_.end() ? nullptr : it->second;
+}
+
+void Gateway::Unary(const std::string& rpc_path, const Message& request,
+                    const CallOptions& options, UnaryDone done) {
+  Backend* backend = BackendFor(rpc_path);
+  if (backend == nullptr) {
+    done(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      absl::StrCat("no backend serves ", rpc_path)),
+         "");
+    return;
+  }
+  absl::Duration deadline = options_.backend_deadline;
+  if (options.deadline != absl::InfiniteFuture()) {
+    deadline = std::max(absl::ZeroDuration(),
+                        std::min(deadline, options.deadline - absl::Now()));
+  }
+  Call(backend, rpc_path, request, deadline, options.correlation_id,
+       std::move(done));
+}
+
+std::shared_ptr<CallHandle> Gateway::Stream(const std::string& rpc_path,
+                                            const Message& request,
+                                            const CallOptions& options,
+                                            StreamCallbacks callbacks,
+                                            grpc::Status* refused) {
+  Backend* backend = BackendFor(rpc_path);
+  if (backend == nullptr) {
+    if (refused != nullptr) {
+      *refused = grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                              absl::StrCat("no backend serves ", rpc_path));
+    }
+    return nullptr;
+  }
+  std::string bytes = request.SerializeAsString();
+  absl::MutexLock lock(&calls_mu_);
+  if (!accepting_calls_) {
+    if (refused != nullptr) {
+      *refused = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "the gateway is shutting down");
+    }
+    return nullptr;
+  }
+  // Registered before it can end: on_done takes calls_mu_.
+  auto holder = std::make_shared<CallHandle*>(nullptr);
+  std::function<void(const grpc::Status&)> done = std::move(callbacks.on_done);
+  callbacks.on_done = [this, holder,
+                       done = std::move(done)](const grpc::Status& status) {
+    if (done) done(status);
+    absl::MutexLock done_lock(&calls_mu_);
+    socket_calls_.erase(*holder);
+  };
+  std::shared_ptr<StreamCall> call =
+      StreamCall::Start(backend->stub.get(), rpc_path, bytes, options,
+                        std::move(callbacks));
+  *holder = call.get();
+  socket_calls_[call.get()] = call;
+  return call;
+}
+
+void Gateway::HandleWebSocket(const HttpRequest& request, Responder respond,
+                              const Principal& principal) {
+  absl::StatusOr<std::string> decoded = PercentDecode(request.path);
+  const std::string path = decoded.ok() ? *decoded : request.path;
+  if (absl::StartsWith(path, kLogsSocketPrefix)) {
+    HandleLogsSocket(request, std::move(respond), principal,
+                     path.substr(sizeof(kLogsSocketPrefix) - 1));
+    return;
+  }
+  if (path != kMqttSocketRoute) {
+    respond(Error(
+        GatewayError(404, absl::StatusCode::kNotFound,
+                     absl::StrCat("no WebSocket endpoint at ",
+                                  EscapeUnprintable(request.path, 256)),
+                     "ROUTE_NOT_FOUND"),
+        request));
+    return;
+  }
+  if (request.method == "OPTIONS") {
+    respond(Options({"GET"}, kMqttSocketRoute));
+    return;
+  }
+  if (request.method != "GET") {
+    respond(MethodNotAllowed(request, {"GET"}, kMqttSocketRoute));
+    return;
+  }
+  if (backend_by_service_.count(kMqttBridgeService) == 0) {
+    respond(Error(GatewayError(501, absl::StatusCode::kUnimplemented,
+                               "no mqtt-bridge backend is configured",
+                               "BACKEND_NOT_CONFIGURED"),
+                  request, kMqttSocketRoute));
+    return;
+  }
+  MqttSocketOptions socket_options;
+  socket_options.correlation_id = request.correlation_id;
+  socket_options.token_expires = principal.expires_at;
+  HttpResponse response;
+  response.route = kMqttSocketRoute;
+  response.websocket = std::make_shared<MqttSocket>(this, socket_options);
+  respond(std::move(response));
+}
+
+absl::Duration Gateway::DeadlineFor(const Message& request) const {
+  // A request that names how long it may wait (a command's `timeout`, in
+  // seconds) gets that long on top of the usual deadline; the service
+  // bounds the value.
+  const google::protobuf::FieldDescriptor* timeout =
+      request.GetDescriptor()->FindFieldByName("timeout");
+  if (timeout == nullptr ||
+      timeout->type() != google::protobuf::FieldDescriptor::TYPE_DOUBLE ||
+      timeout->is_repeated() ||
+      !request.GetReflection()->HasField(request, timeout)) {
+    return options_.backend_deadline;
+  }
+  const double seconds = request.GetReflection()->GetDouble(request, timeout);
+  if (!(seconds > 0) || seconds > 3600) return options_.backend_deadline;
+  return options_.backend_deadline + absl::Seconds(seconds);
+}
+
+void Gateway::HandleLogsSocket(const HttpRequest& request, Responder respond,
+                              const Principal& principal,
+                              const std::string& id) {
+  if (request.method != "GET") {
+    respond(MethodNotAllowed(request, {"GET"}, kLogsSocketRoute));
+    return;
+  }
+  if (backend_by_service_.count(kOrchestratorService) == 0) {
+    respond(Error(GatewayError(501, absl::StatusCode::kUnimplemented,
+                               "no orchestrator backend is configured",
+                               "BACKEND_NOT_CONFIGURED"),
+                  request, kLogsSocketRoute));
+    return;
+  }
+  // The orchestrator validates the id (only our runtimes exist for it);
+  // here it must merely be one path segment.
+  if (id.empty() || id.find('/') != std::string::npos) {
+    respond(Error(GatewayError(404, absl::StatusCode::kNotFound,
+                               "no WebSocket endpoint here", "ROUTE_NOT_FOUND"),
+                  request, kLogsSocketRoute));
+    return;
+  }
+  auto message = std::make_unique<orchestrator::v1::StreamLogsRequest>();
+  message->set_id(id);
+  for (absl::string_view pair : absl::StrSplit(request.query, '&')) {
+    if (!absl::ConsumePrefix(&pair, "lines=")) continue;
+    int lines = 0;
+    if (!absl::SimpleAtoi(pair, &lines) || lines < 0) {
+      respond(Error(GatewayError(400, absl::StatusCode::kInvalidArgument,
+                                 "lines must be a non-negative integer",
+                                 kInvalidQueryParameter),
+                    request, kLogsSocketRoute));
+      return;
+    }
+    message->set_lines(lines);
+  }
+  CallOptions call_options;
+  call_options.correlation_id = request.correlation_id;
+  call_options.deadline = principal.expires_at;
+  HttpResponse response;
+  response.route = kLogsSocketRoute;
+  response.websocket = std::make_shared<StreamWebSocket>(
+      this, kStreamLogsRpc, std::move(message),
+      orchestrator::v1::LogEntry::descriptor(), call_options);
+  respond(std::move(response));
+}
 
 void Gateway::HandleStream(const Route& route, Backend* backend,
                            std::unique_ptr<Message> message,
@@ -467,6 +681,10 @@ void Gateway::Dispatch(HttpRequest request, Responder respond,
                        const Principal& principal) {
   if (HandleAuthRoute(request, respond, principal.subject)) return;
   if (HandleBuiltIn(request, respond)) return;
+  if (absl::StartsWith(request.path, kWebSocketPrefix)) {
+    HandleWebSocket(request, std::move(respond), principal);
+    return;
+  }
   RouteMatch match = routes_.Match(request.method, request.path);
   switch (match.outcome) {
     case RouteMatch::Outcome::kMatched:
@@ -608,7 +826,7 @@ void Gateway::HandleRoute(const Route& route,
     };
   }
   Call(
-      backend, route.rpc_path, *message, options_.backend_deadline,
+      backend, route.rpc_path, *message, DeadlineFor(*message),
       correlation_id,
       [this, &route, respond = std::move(respond), correlation_id,
        name = backend->spec.name](const grpc::Status& status,
@@ -684,10 +902,36 @@ struct FanOut {
 }  // namespace
 
 void Gateway::HandleHealth(const HttpRequest& request, Responder respond) {
-  auto fan = std::make_shared<FanOut>(backends_.size());
-  auto finish = [this, fan, respond] {
+  // One slot per backend's GetHealth, and one for the bridge's GetStatus
+  // (mqtt_connected) when there is a bridge.
+  Backend* bridge = BackendFor(kMqttBridgeGetStatusRpc);
+  Backend* orchestrator = BackendFor(kSystemStatusRpc);
+  const size_t status_slot = backends_.size();
+  const size_t system_slot = status_slot + (bridge ? 1 : 0);
+  auto fan = std::make_shared<FanOut>(backends_.size() + (bridge ? 1 : 0) +
+                                      (orchestrator ? 1 : 0));
+  auto finish = [this, fan, respond, bridge, status_slot, orchestrator,
+                 system_slot] {
+    bool mqtt_connected = false;
+    if (bridge != nullptr && fan->statuses[status_slot].ok()) {
+      mqtt_bridge::v1::GetStatusResponse status;
+      mqtt_connected = status.ParseFromString(fan->bodies[status_slot]) &&
+                       status.connected();
+    }
+    // Upstream's docker_available: whether the connector runtime answers
+    // (the orchestrator's view; false when it is unreachable).
+    bool docker_available = false;
+    std::string runtime;
+    if (orchestrator != nullptr && fan->statuses[system_slot].ok()) {
+      orchestrator::v1::GetSystemStatusResponse system;
+      if (system.ParseFromString(fan->bodies[system_slot])) {
+        docker_available = system.docker_available();
+        runtime = system.runtime();
+      }
+    }
     bool healthy = true;
     std::vector<std::string> reasons;
+    std::vector<std::string> degraded;  // Optional backends that failed.
     rapidjson::StringBuffer services;
     rapidjson::Writer<rapidjson::StringBuffer> writer(services);
     writer.StartObject();
@@ -713,10 +957,17 @@ void Gateway::HandleHealth(const HttpRequest& request, Responder respond) {
         backend_errors_total_->Add({{"service", name}}).Increment();
       }
       if (!health.healthy()) {
-        healthy = false;
-        reasons.push_back(absl::StrCat(
+        std::string why = absl::StrCat(
             name, ": ",
-            health.reason().empty() ? "unhealthy" : health.reason()));
+            health.reason().empty() ? "unhealthy" : health.reason());
+        if (std::find(options_.optional_backends.begin(),
+                      options_.optional_backends.end(),
+                      name) != options_.optional_backends.end()) {
+          degraded.push_back(std::move(why));
+        } else {
+          healthy = false;
+          reasons.push_back(std::move(why));
+        }
       }
       std::string json = MessageToJson(health);
       writer.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
@@ -732,6 +983,18 @@ void Gateway::HandleHealth(const HttpRequest& request, Responder respond) {
     if (!healthy) {
       out.Key("reason");
       out.String(absl::StrJoin(reasons, "; "));
+    }
+    if (!degraded.empty()) {
+      out.Key("degraded");
+      out.String(absl::StrJoin(degraded, "; "));
+    }
+    out.Key("mqtt_connected");
+    out.Bool(mqtt_connected);
+    out.Key("docker_available");
+    out.Bool(docker_available);
+    if (!runtime.empty()) {
+      out.Key("runtime");
+      out.String(runtime);
     }
     out.Key("services");
     out.RawValue(services.GetString(), services.GetSize(),
@@ -752,6 +1015,23 @@ void Gateway::HandleHealth(const HttpRequest& request, Responder respond) {
          options_.telemetry_deadline, request.correlation_id,
          [fan, i, finish](const grpc::Status& status, const std::string& body) {
            if (fan->Done(i, status, body)) finish();
+         });
+  }
+  if (bridge != nullptr) {
+    Call(bridge, kMqttBridgeGetStatusRpc, mqtt_bridge::v1::GetStatusRequest(),
+         options_.telemetry_deadline, request.correlation_id,
+         [fan, status_slot, finish](const grpc::Status& status,
+                                    const std::string& body) {
+           if (fan->Done(status_slot, status, body)) finish();
+         });
+  }
+  if (orchestrator != nullptr) {
+    Call(orchestrator, kSystemStatusRpc,
+         orchestrator::v1::GetSystemStatusRequest(),
+         options_.telemetry_deadline, request.correlation_id,
+         [fan, system_slot, finish](const grpc::Status& status,
+                                    const std::string& body) {
+           if (fan->Done(system_slot, status, body)) finish();
          });
   }
 }

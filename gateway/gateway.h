@@ -4,10 +4,12 @@
 // The HTTP gateway: REST/JSON derived from the protos in front of the gRPC
 // backends, plus the built-in routes
 //
-//   GET /api/health             every backend's TelemetryService.GetHealth
+//   GET /api/health             every backend's TelemetryService.GetHealth,
+//                               and mqtt_connected (mqtt-bridge GetStatus)
 //   GET /metrics                our metrics + every backend's GetMetrics
 //   GET /api/docs               HTML reference of the REST API
 //   GET /api/docs/openapi.json  OpenAPI 3.0 document
+//   WS  /ws/mqtt                live MQTT view (mqtt_socket.h)
 //
 // In-process use (tests):
 //
@@ -30,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/auth.h"
+#include "gateway/backend_calls.h"
 #include "gateway/gateway_options.h"
 #include "gateway/http_server.h"
 #include "gateway/route_table.h"
@@ -44,7 +47,7 @@
 
 namespace iot2mqtt::gateway {
 
-class Gateway final : public RequestHandler {
+class Gateway final : public RequestHandler, public BackendCalls {
  public:
   // Builds the routes from the descriptors and the backend channels (which
   // connect lazily); doesn't listen yet. Fails on unusable options or
@@ -66,6 +69,22 @@ class Gateway final : public RequestHandler {
               absl::Duration latency) override;
 
   const RouteTable& routes() const { return routes_; }
+
+  // BackendCalls (for the WebSocket endpoints): tracked like every backend
+  // call, cancelled and waited for by Shutdown.
+  void Unary(const std::string& rpc_path,
+             const google::protobuf::Message& request,
+             const CallOptions& options, UnaryDone done) override;
+  std::shared_ptr<CallHandle> Stream(const std::string& rpc_path,
+                                     const google::protobuf::Message& request,
+                                     const CallOptions& options,
+                                     StreamCallbacks callbacks,
+                                     grpc::Status* refused = nullptr) override;
+
+  // Backend calls and streams still running (SSE, WebSocket, unary).
+  int calls_in_progress();
+  // Open WebSockets.
+  int websockets_open() const { return server_->websockets_open(); }
 
  private:
   struct Backend {
@@ -98,6 +117,12 @@ class Gateway final : public RequestHandler {
                        const std::string& subject);
   // A server-streaming route: Server-Sent Events through an SseBridge.
   // It ends when the token that opened it expires.
+  // The deadline of a transcoded call: GATEWAY_BACKEND_DEADLINE_MS, plus
+  // the request's own `timeout` (seconds) when it has one.
+  absl::Duration DeadlineFor(const google::protobuf::Message& request) const;
+  // `/ws/logs/{id}`: the orchestrator's log stream as text frames.
+  void HandleLogsSocket(const HttpRequest& request, Responder respond,
+                        const Principal& principal, const std::string& id);
   void HandleStream(const Route& route, Backend* backend,
                     std::unique_ptr<google::protobuf::Message> message,
                     const HttpRequest& request, Responder respond,
@@ -111,6 +136,11 @@ class Gateway final : public RequestHandler {
   void HandleMetrics(const HttpRequest& request, Responder respond);
   // True when `request` was for a built-in route (and is answered).
   bool HandleBuiltIn(const HttpRequest& request, Responder& respond);
+  // A request for /ws/...: a WebSocket endpoint, or 404/405.
+  void HandleWebSocket(const HttpRequest& request, Responder respond,
+                       const Principal& principal);
+  // The backend serving the service of `rpc_path`, or null.
+  Backend* BackendFor(const std::string& rpc_path);
 
   GatewayOptions options_;
   RouteTable routes_;
@@ -131,6 +161,9 @@ class Gateway final : public RequestHandler {
   std::set<PendingCall*> calls_ ABSL_GUARDED_BY(calls_mu_);
   // Open SSE streams, cancelled at shutdown.
   std::map<SseBridge*, std::weak_ptr<SseBridge>> streams_
+      ABSL_GUARDED_BY(calls_mu_);
+  // Streams of the WebSocket endpoints, cancelled at shutdown.
+  std::map<CallHandle*, std::weak_ptr<CallHandle>> socket_calls_
       ABSL_GUARDED_BY(calls_mu_);
   bool accepting_calls_ ABSL_GUARDED_BY(calls_mu_) = true;
 

@@ -4,6 +4,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "iot2mqtt/config/v1/config_service.pb.h"
+#include "iot2mqtt/mqtt_bridge/v1/mqtt_bridge_service.pb.h"
+#include "iot2mqtt/orchestrator/v1/orchestrator_service.pb.h"
 
 namespace iot2mqtt::gateway {
 namespace {
@@ -32,6 +34,14 @@ std::vector<BackendDefinition> BackendDefinitions() {
        "CONFIG_SERVICE_ADDR",
        "127.0.0.1:50051",
        {ServiceOf<config::v1::DeviceConfig>("ConfigService")}},
+      {"mqtt-bridge",
+       "MQTT_BRIDGE_ADDR",
+       "127.0.0.1:50054",
+       {ServiceOf<mqtt_bridge::v1::TopicEvent>("MqttBridgeService")}},
+      {"orchestrator",
+       "ORCHESTRATOR_ADDR",
+       "127.0.0.1:50052",
+       {ServiceOf<orchestrator::v1::LogEntry>("OrchestratorService")}},
   };
 }
 
@@ -76,6 +86,12 @@ absl::StatusOr<GatewayOptions> LoadGatewayOptions(sdk::EnvReader& env) {
       static_cast<int>(env.Int("AUTH_MAX_FAILED_LOGINS", 5, 1, 1000));
   options.login_failure_window =
       absl::Seconds(env.Int("AUTH_LOGIN_WINDOW_SECONDS", 60, 1, 86400));
+  options.ws_max_message_bytes = static_cast<size_t>(
+      env.Int("GATEWAY_WS_MAX_MESSAGE_BYTES", 65536, 128, 16 << 20));
+  options.ws_queue_bytes = static_cast<size_t>(
+      env.Int("GATEWAY_WS_QUEUE_BYTES", 1048576, 1024, int64_t{1} << 30));
+  options.ws_idle_timeout =
+      absl::Seconds(env.Int("GATEWAY_WS_IDLE_TIMEOUT_SECONDS", 60, 2, 3600));
   if (absl::Status s = env.Finish(); !s.ok()) return s;
   return options;
 }

@@ -24,6 +24,11 @@ struct BackendSpec {
 struct GatewayOptions {
   std::string listen_address = "0.0.0.0:8080";  // Port 0 picks a free one.
   std::vector<BackendSpec> backends;
+  // Backends (by name) whose failure doesn't make /api/health unhealthy:
+  // the gateway still serves everything else (a broker outage, say, must
+  // not fail the gateway's liveness). They are still reported under
+  // "services", and in "degraded".
+  std::vector<std::string> optional_backends = {"mqtt-bridge", "orchestrator"};
   std::vector<std::string> cors_origins;  // Empty: no CORS headers.
   int threads = 2;                        // HTTP io threads.
   size_t max_body_bytes = 1048576;        // Larger bodies get 413.
@@ -41,6 +46,14 @@ struct GatewayOptions {
   // Failed logins allowed per client address within the window.
   int max_failed_logins = 5;
   absl::Duration login_failure_window = absl::Minutes(1);
+  // WebSockets (websocket.h): the largest client message, the bytes queued
+  // for a client before it counts as too slow, the idle time before a
+  // silent connection is dropped (pings go out at half of it).
+  size_t ws_max_message_bytes = 65536;
+  size_t ws_queue_bytes = 1048576;
+  absl::Duration ws_idle_timeout = absl::Seconds(60);
+  // A write to a client that makes no progress this long closes it (1008).
+  absl::Duration ws_write_timeout = absl::Seconds(30);
 };
 
 // The services the gateway fronts, each with the variable holding its
@@ -53,11 +66,13 @@ struct BackendDefinition {
 };
 std::vector<BackendDefinition> BackendDefinitions();
 
-// Reads GATEWAY_LISTEN_ADDR, CONFIG_SERVICE_ADDR (one variable per backend),
+// Reads GATEWAY_LISTEN_ADDR, CONFIG_SERVICE_ADDR, MQTT_BRIDGE_ADDR (one
+// variable per backend),
 // CORS_ORIGINS, GATEWAY_THREADS, GATEWAY_MAX_BODY_BYTES,
 // GATEWAY_MAX_HEADER_BYTES, GATEWAY_READ_TIMEOUT_SECONDS,
 // GATEWAY_BACKEND_DEADLINE_MS, AUTH_MODE (required|disabled),
-// AUTH_MAX_FAILED_LOGINS, AUTH_LOGIN_WINDOW_SECONDS. Every problem is reported
+// AUTH_MAX_FAILED_LOGINS, AUTH_LOGIN_WINDOW_SECONDS, GATEWAY_WS_MAX_MESSAGE_BYTES,
+// GATEWAY_WS_QUEUE_BYTES, GATEWAY_WS_IDLE_TIMEOUT_SECONDS. Every problem is reported
 // in one INVALID_ARGUMENT status. (LOG_LEVEL is main()'s.)
 absl::StatusOr<GatewayOptions> LoadGatewayOptions(sdk::EnvReader& env);
 

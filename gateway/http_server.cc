@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <deque>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -19,6 +20,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
+#include "boost/beast/core/buffers_to_string.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/error.hpp"
@@ -26,6 +28,8 @@
 #include "boost/beast/http/read.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/http/write.hpp"
+#include "boost/beast/websocket/rfc6455.hpp"
+#include "boost/beast/websocket/stream.hpp"
 #include "iot2mqtt/sdk/log.h"
 #include "services/common/rpc_scope.h"
 
@@ -34,6 +38,7 @@ namespace iot2mqtt::gateway {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
@@ -193,6 +198,8 @@ const char* ReasonPhrase(int status) {
       return "Client Closed Request";
     case 431:
       return "Request Header Fields Too Large";
+    case 426:
+      return "Upgrade Required";
     default:
       return nullptr;
   }
@@ -214,6 +221,7 @@ std::string EscapeUnprintable(absl::string_view text, size_t max_bytes) {
 }
 
 class Session;
+class WebSocketSession;
 
 class HttpServer::Impl {
  public:
@@ -230,6 +238,9 @@ class HttpServer::Impl {
   // Remembers a streaming answer so Shutdown can close it wherever it is;
   // closes it at once when the server is stopping.
   void AdoptStream(const std::shared_ptr<ResponseStream>& stream);
+  // False when the server is stopping (the socket is then not opened).
+  bool RegisterWebSocket(const std::shared_ptr<WebSocketSession>& socket);
+  void UnregisterWebSocket(WebSocketSession* socket);
 
   // Logs the request and tells the handler (metrics).
   void Finish(absl::string_view method, absl::string_view path,
@@ -257,6 +268,8 @@ class HttpServer::Impl {
   absl::Mutex mu_;
   std::map<Session*, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<ResponseStream>> streams_ ABSL_GUARDED_BY(mu_);
+  std::map<WebSocketSession*, std::weak_ptr<WebSocketSession>> websockets_
+      ABSL_GUARDED_BY(mu_);
   std::atomic<int> in_progress_{0};
   std::atomic<bool> stopping_{false};
   bool shut_down_ = false;  // Only touched by the owning thread.
@@ -266,6 +279,350 @@ class HttpServer::Impl {
   tcp::acceptor acceptor_;
   net::steady_timer retry_timer_;
   std::vector<std::thread> threads_;
+};
+
+// One upgraded connection (websocket.h). Every method without a lock runs on
+// the connection's strand; producers reach it through SendText and Close.
+class WebSocketSession final
+    : public WebSocketConnection,
+      public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  WebSocketSession(tcp::socket socket, HttpServer::Impl* server,
+                   std::shared_ptr<WebSocketHandler> handler,
+                   std::string correlation_id, std::string path)
+      : ws_(std::move(socket)),
+        close_timer_(ws_.get_executor()),
+        write_timer_(ws_.get_executor()),
+        server_(server),
+        handler_(std::move(handler)),
+        correlation_id_(std::move(correlation_id)),
+        path_(std::move(path)),
+        max_queue_bytes_(server->options_.websocket_queue_bytes) {}
+
+  ~WebSocketSession() override { server_->UnregisterWebSocket(this); }
+
+  // Completes the handshake (101) for `request`; on the strand.
+  void Accept(http::request<http::empty_body> request) {
+    const HttpServerOptions& options = server_->options_;
+    websocket::stream_base::timeout timeout;
+    timeout.handshake_timeout = ToChrono(options.websocket_close_timeout);
+    timeout.idle_timeout = ToChrono(options.websocket_idle_timeout);
+    timeout.keep_alive_pings = true;
+    ws_.set_option(timeout);
+    ws_.set_option(websocket::stream_base::decorator(
+        [id = correlation_id_](websocket::response_type& response) {
+          response.set("X-Correlation-ID", id);
+        }));
+    ws_.read_message_max(options.websocket_max_message_bytes);
+    ws_.auto_fragment(false);
+    ws_.text(true);
+    started_ = absl::Now();
+    ws_.async_accept(request, [self = shared_from_this()](error_code ec) {
+      self->OnAccept(ec);
+    });
+  }
+
+  bool SendText(std::string message) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_ || close_requested_) return false;
+      if (queued_bytes_ == 0 ||
+          (message.size() <= max_queue_bytes_ &&
+           queued_bytes_ <= max_queue_bytes_ - message.size())) {
+        queued_bytes_ += message.size();
+        queue_.push_back(std::move(message));
+        PostPumpLocked();
+        return true;
+      }
+      // Too slow: drop what is queued, close after the write in flight.
+      overflowed_ = true;
+      RequestCloseLocked(kClosePolicyViolation, kClientTooSlow,
+                         /*drop_queued=*/true);
+    }
+    sdk::ScopedCorrelationId scope(correlation_id_);
+    IOT2MQTT_LOG(WARNING)
+            .With("path", EscapeUnprintable(path_, 512))
+            .With("limit_bytes", static_cast<int64_t>(max_queue_bytes_))
+        << "websocket client too slow: closing";
+    return false;
+  }
+
+  void Close(int code, std::string reason) override {
+    absl::MutexLock lock(&mu_);
+    RequestCloseLocked(code, std::move(reason), /*drop_queued=*/false);
+  }
+
+  size_t queued_bytes() const override {
+    absl::MutexLock lock(&mu_);
+    return queued_bytes_;
+  }
+
+  bool congested() const override {
+    absl::MutexLock lock(&mu_);
+    return queued_bytes_ > max_queue_bytes_ / 2;
+  }
+
+  void NotifyWhenDrained(std::function<void()> callback) override {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    drained_callbacks_.push_back(std::move(callback));
+    if (queued_bytes_ <= max_queue_bytes_ / 4) {
+      net::post(ws_.get_executor(),
+                [self = shared_from_this()] { self->RunDrained(); });
+    }
+  }
+
+  // Server shutdown: 1001 at once, whatever is queued.
+  void CloseForShutdown() {
+    absl::MutexLock lock(&mu_);
+    RequestCloseLocked(kCloseGoingAway, "server shutting down",
+                       /*drop_queued=*/true);
+  }
+
+ private:
+  void RequestCloseLocked(int code, std::string reason, bool drop_queued)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (closed_) return;
+    if (drop_queued) {
+      queue_.clear();
+      queued_bytes_ = in_flight_bytes_;
+    }
+    if (close_requested_) return;
+    close_requested_ = true;
+    if (reason.size() > 123) reason.resize(123);
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->ArmCloseTimer();
+    });
+    PostPumpLocked();
+  }
+
+  // On the strand: the drained callbacks, when the queue is low enough.
+  void RunDrained() {
+    std::vector<std::function<void()>> callbacks;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_ || queued_bytes_ > max_queue_bytes_ / 4) return;
+      callbacks.swap(drained_callbacks_);
+    }
+    for (auto& callback : callbacks) callback();
+  }
+
+  void PostPumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pump_pending_) return;
+    pump_pending_ = true;
+    net::post(ws_.get_executor(),
+              [self = shared_from_this()] { self->Pump(); });
+  }
+
+  void OnAccept(error_code ec) {
+    if (ec) {
+      // The handshake failed (the client went away): no OnOpen, no OnClose.
+      {
+        absl::MutexLock lock(&mu_);
+        closed_ = true;
+        queue_.clear();
+      }
+      finished_ = true;
+      handler_.reset();
+      error_code ignored;
+      ws_.next_layer().close(ignored);
+      return;
+    }
+    open_ = true;
+    handler_->OnOpen(shared_from_this());
+    Read();
+    Pump();
+  }
+
+  void Read() {
+    ws_.async_read(read_buffer_, [self = shared_from_this()](
+                                     error_code ec, std::size_t) {
+      self->OnRead(ec);
+    });
+  }
+
+  void OnRead(error_code ec) {
+    if (finished_) return;
+    if (ec) {
+      int code = kCloseAbnormal;
+      if (ec == websocket::error::closed) {
+        code = ws_.reason().code;
+      } else if (ec == websocket::error::message_too_big) {
+        code = kCloseTooBig;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        if (close_requested_) code = close_code_;
+      }
+      Finish(code);
+      return;
+    }
+    if (!ws_.got_text()) {
+      read_buffer_.consume(read_buffer_.size());
+      Close(kCloseUnsupportedData, "text messages only");
+    } else {
+      std::string text = beast::buffers_to_string(read_buffer_.data());
+      read_buffer_.consume(read_buffer_.size());
+      ++messages_in_;
+      bool closing;
+      {
+        absl::MutexLock lock(&mu_);
+        closing = close_requested_;
+      }
+      if (!closing) handler_->OnMessage(std::move(text));
+    }
+    Read();  // Also while closing: the client's close frame arrives here.
+  }
+
+  void Pump() {
+    std::string next;
+    {
+      absl::MutexLock lock(&mu_);
+      pump_pending_ = false;
+      if (finished_ || !open_ || writing_ || closing_) return;
+      if (!queue_.empty()) {
+        next = std::move(queue_.front());
+        queue_.pop_front();
+        in_flight_bytes_ = next.size();
+      } else if (close_requested_) {
+        closing_ = true;
+      } else {
+        return;
+      }
+    }
+    if (closing_) {
+      ws_.async_close(
+          websocket::close_reason(static_cast<websocket::close_code>(close_code_),
+                                  close_reason_),
+          [self = shared_from_this()](error_code ec) { self->OnClosed(ec); });
+      return;
+    }
+    writing_ = true;
+    in_flight_ = std::move(next);
+    ++messages_out_;
+    // A write that makes no progress for the write timeout: too slow.
+    write_timer_.expires_after(
+        ToChrono(server_->options_.websocket_write_timeout));
+    write_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->finished_ || !self->writing_) return;
+      {
+        absl::MutexLock lock(&self->mu_);
+        self->RequestCloseLocked(kClosePolicyViolation, kClientTooSlow,
+                                 /*drop_queued=*/true);
+      }
+      sdk::ScopedCorrelationId scope(self->correlation_id_);
+      IOT2MQTT_LOG(WARNING)
+              .With("path", EscapeUnprintable(self->path_, 512))
+          << "websocket client too slow (a write stalled): closing";
+    });
+    ws_.async_write(net::buffer(in_flight_),
+                    [self = shared_from_this()](error_code ec, std::size_t) {
+                      self->OnWrite(ec);
+                    });
+  }
+
+  void OnWrite(error_code ec) {
+    writing_ = false;
+    write_timer_.cancel();
+    in_flight_.clear();
+    bool drained;
+    {
+      absl::MutexLock lock(&mu_);
+      queued_bytes_ -= std::min(queued_bytes_, in_flight_bytes_);
+      in_flight_bytes_ = 0;
+      drained = !drained_callbacks_.empty() &&
+                queued_bytes_ <= max_queue_bytes_ / 4;
+    }
+    if (finished_) return;
+    if (drained && !ec) RunDrained();
+    if (ec) {
+      Finish(kCloseAbnormal);
+      return;
+    }
+    Pump();
+  }
+
+  void OnClosed(error_code ec) {
+    // Our close frame went out and the client's came back (or the closing
+    // handshake failed): the connection is over either way.
+    (void)ec;
+    Finish(close_code_);
+  }
+
+  void ArmCloseTimer() {
+    if (finished_) return;
+    close_timer_.expires_after(
+        ToChrono(server_->options_.websocket_close_timeout));
+    close_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->finished_) return;
+      // The client took neither our last write nor the close frame.
+      self->Finish(self->close_code_);
+    });
+  }
+
+  void Finish(int code) {
+    if (finished_) return;
+    finished_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+      queue_.clear();
+      queued_bytes_ = 0;
+      drained_callbacks_.clear();
+    }
+    close_timer_.cancel();
+    write_timer_.cancel();
+    error_code ignored;
+    ws_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    ws_.next_layer().close(ignored);
+    {
+      sdk::ScopedCorrelationId scope(correlation_id_);
+      IOT2MQTT_LOG(INFO)
+              .With("path", EscapeUnprintable(path_, 512))
+              .With("close_code", code)
+              .With("messages_in", messages_in_)
+              .With("messages_out", messages_out_)
+              .With("duration_ms",
+                    absl::ToDoubleMilliseconds(absl::Now() - started_))
+          << "websocket closed";
+    }
+    std::shared_ptr<WebSocketHandler> handler = std::move(handler_);
+    if (open_ && handler) handler->OnClose(code);
+  }
+
+  websocket::stream<tcp::socket> ws_;
+  net::steady_timer close_timer_;
+  net::steady_timer write_timer_;
+  HttpServer::Impl* server_;
+  std::shared_ptr<WebSocketHandler> handler_;  // Until Finish.
+  const std::string correlation_id_;
+  const std::string path_;
+  const size_t max_queue_bytes_;
+  beast::flat_buffer read_buffer_;
+  std::string in_flight_;  // Being written.
+  bool writing_ = false;
+  bool finished_ = false;
+  absl::Time started_;
+  int64_t messages_in_ = 0;
+  int64_t messages_out_ = 0;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Queued + in flight.
+  size_t in_flight_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::function<void()>> drained_callbacks_ ABSL_GUARDED_BY(mu_);
+  bool pump_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  // Written under mu_ before the strand reads them (posted after).
+  int close_code_ = kCloseNormal;
+  std::string close_reason_;
+  // Strand-only, but read in Pump under mu_ for simplicity.
+  bool open_ = false;
+  bool closing_ = false;  // The close frame is on its way.
 };
 
 // One connection. Every handler runs on the connection's strand.
@@ -311,7 +668,8 @@ class Session : public std::enable_shared_from_this<Session> {
     kWriting,
     kStreaming,  // Headers or chunks of a streaming answer.
     kDraining,
-    kClosed
+    kClosed,
+    kUpgraded  // The socket went to a WebSocketSession.
   };
 
   void ArmTimer(absl::Duration timeout) {
@@ -343,6 +701,7 @@ class Session : public std::enable_shared_from_this<Session> {
         break;
       case State::kHandling:
       case State::kClosed:
+      case State::kUpgraded:
         break;
     }
   }
@@ -487,6 +846,19 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     request.body = std::move(message.body());
     request.correlation_id = correlation_id_;
+    upgrade_request_.reset();
+    upgrade_error_.reset();
+    if (websocket::is_upgrade(message) || !request.Header("upgrade").empty()) {
+      upgrade_error_ = ValidateWebSocketUpgrade(request);
+      if (!upgrade_error_ && version_ < 11) {
+        upgrade_error_ = GatewayError(400, absl::StatusCode::kInvalidArgument,
+                                      "WebSocket upgrades need HTTP/1.1",
+                                      kWebSocketHandshakeInvalid);
+      }
+      if (!upgrade_error_) {
+        upgrade_request_.emplace(std::move(message.base()));
+      }
+    }
     {
       error_code ec;
       net::ip::address remote = socket_.remote_endpoint(ec).address();
@@ -532,6 +904,10 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (response.stream) {
       StartStream(std::move(response));
+      return;
+    }
+    if (response.websocket) {
+      StartWebSocket(std::move(response));
       return;
     }
     server_->Finish(method_, path_, correlation_id_, response, start_);
@@ -581,6 +957,51 @@ class Session : public std::enable_shared_from_this<Session> {
         socket_, *message,
         [self = shared_from_this(), message, close](
             error_code ec, std::size_t) { self->OnWrite(ec, close); });
+  }
+
+  // Hands the socket to a WebSocketSession when the request is a valid
+  // handshake; else an error answer.
+  void StartWebSocket(HttpResponse response) {
+    std::shared_ptr<WebSocketHandler> handler = std::move(response.websocket);
+    std::optional<HttpError> error = upgrade_error_;
+    if (!upgrade_request_ && !error) {
+      error = GatewayError(
+          400, absl::StatusCode::kInvalidArgument,
+          "this path serves WebSockets only: send a WebSocket upgrade request",
+          kWebSocketHandshakeInvalid);
+    }
+    if (!error && server_->stopping_.load()) {
+      error = GatewayError(503, absl::StatusCode::kUnavailable,
+                           "the server is shutting down", "SHUTTING_DOWN");
+    }
+    if (error) {
+      handler.reset();
+      HttpResponse answer = ErrorResponse(*error, correlation_id_);
+      answer.route = response.route;
+      if (error->http_status == 426) {
+        answer.headers.emplace_back("Sec-WebSocket-Version", "13");
+      }
+      server_->Finish(method_, path_, correlation_id_, answer, start_);
+      Write(std::move(answer), /*close=*/true);
+      return;
+    }
+    HttpResponse switched;
+    switched.status = 101;
+    switched.route = response.route;
+    switched.content_type.clear();
+    server_->Finish(method_, path_, correlation_id_, switched, start_);
+    CancelTimer();
+    if (counted_) {
+      server_->in_progress_.fetch_sub(1);
+      counted_ = false;
+    }
+    state_ = State::kUpgraded;
+    auto socket = std::make_shared<WebSocketSession>(
+        std::move(socket_), server_, std::move(handler), correlation_id_,
+        path_);
+    if (!server_->RegisterWebSocket(socket)) return;  // Stopping: dropped.
+    socket->Accept(http::request<http::empty_body>(std::move(*upgrade_request_)));
+    upgrade_request_.reset();
   }
 
   static bool HasNoBody(int status) {
@@ -809,13 +1230,15 @@ class Session : public std::enable_shared_from_this<Session> {
       server_->in_progress_.fetch_sub(1);
       counted_ = false;
     }
-    error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    // The producer hears first, so that by the time the client sees the
+    // connection end, on_close has run.
     if (stream_) {
       std::shared_ptr<ResponseStream> stream = std::move(stream_);
       stream->CloseAndNotify();
     }
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
   }
 
   tcp::socket socket_;
@@ -825,6 +1248,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::array<char, 4096> drain_buffer_;
   std::shared_ptr<ResponseStream> stream_;
+  // The handshake of a WebSocket upgrade request, or why it isn't one.
+  std::optional<http::request_header<>> upgrade_request_;
+  std::optional<HttpError> upgrade_error_;
   std::vector<std::string> stream_chunks_;  // Being written.
   bool stream_writing_ = false;
   bool streamed_ = false;  // The connection carried a streaming answer.
@@ -871,6 +1297,19 @@ void HttpServer::Impl::AdoptStream(
   stream->Close();
 }
 
+bool HttpServer::Impl::RegisterWebSocket(
+    const std::shared_ptr<WebSocketSession>& socket) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_.load()) return false;
+  websockets_[socket.get()] = socket;
+  return true;
+}
+
+void HttpServer::Impl::UnregisterWebSocket(WebSocketSession* socket) {
+  absl::MutexLock lock(&mu_);
+  websockets_.erase(socket);
+}
+
 void HttpServer::Impl::Accept() {
   acceptor_.async_accept(
       net::make_strand(ioc_), [this](error_code ec, tcp::socket socket) {
@@ -901,6 +1340,11 @@ HttpServer::~HttpServer() { Shutdown(); }
 
 int HttpServer::requests_in_progress() const {
   return impl_->in_progress_.load();
+}
+
+int HttpServer::websockets_open() const {
+  absl::MutexLock lock(&impl_->mu_);
+  return static_cast<int>(impl_->websockets_.size());
 }
 
 absl::Status HttpServer::Start() {
@@ -1002,11 +1446,26 @@ void HttpServer::Shutdown() {
       }
     }
   }
+  {
+    // WebSockets get 1001 and their closing handshake within the grace.
+    std::vector<std::shared_ptr<WebSocketSession>> sockets;
+    {
+      absl::MutexLock lock(&impl.mu_);
+      for (auto& [raw, weak] : impl.websockets_) {
+        if (std::shared_ptr<WebSocketSession> socket = weak.lock()) {
+          sockets.push_back(std::move(socket));
+        }
+      }
+    }
+    for (const std::shared_ptr<WebSocketSession>& socket : sockets) {
+      socket->CloseForShutdown();
+    }
+  }
   absl::Time deadline = absl::Now() + impl.options_.shutdown_grace;
   while (absl::Now() < deadline) {
     {
       absl::MutexLock lock(&impl.mu_);
-      if (impl.sessions_.empty()) break;
+      if (impl.sessions_.empty() && impl.websockets_.empty()) break;
     }
     absl::SleepFor(absl::Milliseconds(10));
   }

@@ -17,6 +17,10 @@
 // `Connection: close`: the body ends when the connection closes), logs the
 // request once, and writes whatever the producer pushes into the stream, in
 // order, until either side ends it.
+//
+// WebSockets: a handler accepts an upgrade by answering with a response whose
+// `websocket` is set; the server checks the handshake, answers 101 and runs
+// the socket (websocket.h).
 
 #include <atomic>
 #include <cstddef>
@@ -35,6 +39,7 @@
 #include "absl/time/time.h"
 #include "gateway/cors.h"
 #include "gateway/http_status.h"
+#include "gateway/websocket.h"
 
 namespace iot2mqtt::gateway {
 
@@ -52,6 +57,18 @@ struct HttpServerOptions {
   absl::Duration write_timeout = absl::Seconds(30);  // Per response.
   absl::Duration shutdown_grace = absl::Seconds(5);
   std::vector<std::string> cors_origins;
+  // WebSockets (websocket.h): the largest message a client may send, the
+  // bytes queued for a client before it counts as too slow, the idle time
+  // after which the connection is dropped (a ping goes out at half of it),
+  // the time allowed for a closing handshake (and for a slow client to take
+  // its last write) before the TCP connection is cut.
+  size_t websocket_max_message_bytes = 65536;
+  size_t websocket_queue_bytes = 1048576;
+  absl::Duration websocket_idle_timeout = absl::Seconds(60);
+  absl::Duration websocket_close_timeout = absl::Seconds(5);
+  // A write to a WebSocket client that makes no progress for this long
+  // closes it: 1008 "client too slow".
+  absl::Duration websocket_write_timeout = absl::Seconds(30);
 };
 
 struct HttpRequest {
@@ -159,6 +176,10 @@ struct HttpResponse {
   // when it can't be served (server shutting down: 503; HEAD, 204, 304:
   // headers only).
   std::shared_ptr<ResponseStream> stream;
+  // Set to accept a WebSocket upgrade (websocket.h): status, body and
+  // stream are ignored. A request that isn't a valid handshake gets 400 (426
+  // for another version) and the handler is destroyed unused.
+  std::shared_ptr<WebSocketHandler> websocket;
 };
 
 // Answers one request; must be called exactly once, from any thread.
@@ -197,14 +218,16 @@ class HttpServer {
   int port() const { return port_; }
 
   // Stops accepting, closes idle connections and streaming answers at once,
-  // lets requests in progress finish within the grace period, then stops
-  // the io threads. Responders called afterwards are ignored (their streams
+  // closes WebSockets with 1001, lets requests in progress (and closing
+  // handshakes) finish within the grace period, then stops the io threads. Responders called afterwards are ignored (their streams
   // are closed). Idempotent.
   void Shutdown();
 
   // Requests read but not yet answered (a streaming answer counts until its
   // headers are written).
   int requests_in_progress() const;
+  // Open WebSockets (upgraded and not yet finished).
+  int websockets_open() const;
 
   class Impl;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Layout rules from CONVENTIONS.md that a compiler can't see:
-#  - domain files of a service never include <grpcpp/...> (only main.cc and
-#    the thin <service>_service.{h,cc} adapters may);
+#  - domain files of a service never include <grpcpp/...> (only main.cc,
+#    the thin <service>_service.{h,cc} adapters and the *_client(s).{h,cc}
+#    adapters to other services may);
 #  - the SDK (what connectors link) never depends on gRPC.
 set -u
 root="${1:?usage: layout_check.sh <source dir>}"
@@ -9,7 +10,8 @@ cd "$root" || exit 2
 failed=0
 while IFS= read -r file; do
   case "$(basename "$file")" in
-    main.cc | *_service.h | *_service.cc) continue ;;
+    main.cc | *_service.h | *_service.cc | *_client.h | *_client.cc | \
+      *_clients.h | *_clients.cc) continue ;;
   esac
   if grep -nE '#include [<"]grpcpp/' "$file"; then
     echo "FAIL: $file is a domain file and includes grpcpp" >&2

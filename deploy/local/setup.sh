@@ -16,6 +16,8 @@ PACKAGES=(
   mosquitto-clients libsodium-dev libarchive-dev libcurl4-openssl-dev
   # tests and benchmarks
   catch2 curl wrk procps
+  # the docker runtime and its tests (dockerd --bridge=none --iptables=false)
+  docker.io
 )
 
 missing=()

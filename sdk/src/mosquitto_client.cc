@@ -36,6 +36,21 @@ absl::string_view ClassName(MessageClass cls) {
 constexpr int kConnectedLoopMs = 5000;
 constexpr int kConnectingLoopMs = 200;
 
+// The reason of a failed connection attempt, for connection_info(): the
+// system's text for a socket error ("Connection refused"), else
+// libmosquitto's.
+std::string ConnectErrorText(int rc, const absl::Status& status) {
+  if (rc == MOSQ_ERR_ERRNO) {
+    // FromMosquitto appended "(<strerror>)"; keep only that part.
+    absl::string_view message = status.message();
+    size_t open = message.rfind('(');
+    if (open != absl::string_view::npos && message.back() == ')') {
+      return std::string(message.substr(open + 1, message.size() - open - 2));
+    }
+  }
+  return std::string(status.message());
+}
+
 }  // namespace
 
 absl::Status FromMosquitto(int rc, absl::string_view context) {
@@ -95,6 +110,7 @@ absl::Status FromMosquitto(int rc, absl::string_view context) {
 MosquittoClient::MosquittoClient(MqttSettings settings, std::string client_id)
     : settings_(std::move(settings)),
       client_id_(std::move(client_id)),
+      since_(absl::Now()),
       queue_(settings_.queue_limits) {
   InitLibrary();
 }
@@ -136,12 +152,47 @@ absl::Status MosquittoClient::Subscribe(const std::string& filter, int qos) {
   return absl::OkStatus();
 }
 
+absl::Status MosquittoClient::Unsubscribe(const std::string& filter) {
+  absl::MutexLock lock(&mu_);
+  auto removed =
+      std::remove_if(subscriptions_.begin(), subscriptions_.end(),
+                     [&filter](const std::pair<std::string, int>& s) {
+                       return s.first == filter;
+                     });
+  if (removed == subscriptions_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("not subscribed to \"", filter, "\""));
+  }
+  subscriptions_.erase(removed, subscriptions_.end());
+  if (connected_ && mosq_ != nullptr) {
+    int rc = mosquitto_unsubscribe(mosq_, nullptr, filter.c_str());
+    if (rc != MOSQ_ERR_SUCCESS) {
+      // The next connection starts clean (clean session) without it.
+      IOT2MQTT_LOG(WARNING)
+              .With("filter", filter)
+              .With("error", FromMosquitto(rc).ToString())
+          << "unsubscribe failed";
+    }
+  }
+  return absl::OkStatus();
+}
+
+MosquittoClient::ConnectionInfo MosquittoClient::connection_info() const {
+  absl::MutexLock lock(&mu_);
+  ConnectionInfo info;
+  info.connected = connected_;
+  info.since = since_;
+  info.last_error = last_error_;
+  return info;
+}
+
 absl::Status MosquittoClient::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopped_) {
     return absl::FailedPreconditionError("MQTT client already started");
   }
   started_ = true;
+  since_ = absl::Now();
   IOT2MQTT_LOG(INFO)
           .With("host", settings_.host)
           .With("port", settings_.port)
@@ -300,6 +351,12 @@ void MosquittoClient::Run() {
     if (rc != MOSQ_ERR_SUCCESS) {
       ++failures;
       absl::Status status = FromMosquitto(rc, "connect");
+      {
+        absl::MutexLock lock(&mu_);
+        last_error_ =
+            absl::StrCat("Cannot connect to ", settings_.host, ":",
+                         settings_.port, ": ", ConnectErrorText(rc, status));
+      }
       IOT2MQTT_LOG(WARNING)
               .With("host", settings_.host)
               .With("port", settings_.port)
@@ -314,6 +371,7 @@ void MosquittoClient::Run() {
       absl::MutexLock lock(&mu_);
       mosq_ = m;
       disconnect_sent_ = false;
+      refused_ = false;
     }
     const absl::Time deadline = absl::Now() + settings_.connect_timeout;
     bool was_connected = false;
@@ -367,6 +425,11 @@ void MosquittoClient::Run() {
       {
         absl::MutexLock lock(&mu_);
         quiet = stopping_ || closing_;
+        if (!quiet && !refused_) {
+          last_error_ =
+              absl::StrCat("Cannot connect to ", settings_.host, ":",
+                           settings_.port, ": ", ConnectErrorText(rc, status));
+        }
       }
       if (!quiet) {
         IOT2MQTT_LOG(WARNING)
@@ -386,6 +449,11 @@ void MosquittoClient::Run() {
 
 void MosquittoClient::HandleConnect(int rc) {
   if (rc != 0) {
+    {
+      absl::MutexLock lock(&mu_);
+      refused_ = true;
+      last_error_ = mosquitto_connack_string(rc);
+    }
     IOT2MQTT_LOG(WARNING)
             .With("host", settings_.host)
             .With("port", settings_.port)
@@ -423,6 +491,8 @@ void MosquittoClient::HandleConnect(int rc) {
       }
     }
     connected_ = true;
+    since_ = absl::Now();
+    last_error_.clear();
     ++connects_;
     std::vector<OutboundMessage> backlog = queue_.TakeAll();
     flushed = backlog.size();
@@ -476,6 +546,15 @@ void MosquittoClient::HandleConnectionLost(int rc, bool was_connected) {
   bool quiet = false;
   {
     absl::MutexLock lock(&mu_);
+    if (connected_) {
+      since_ = absl::Now();
+      if (!(stopping_ || closing_)) {
+        last_error_ = absl::StrCat(
+            "Connection lost: ",
+            FromMosquitto(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_CONN_LOST : rc)
+                .message());
+      }
+    }
     connected_ = false;
     mosq_ = nullptr;
     quiet = stopping_ || closing_;

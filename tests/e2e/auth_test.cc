@@ -123,6 +123,17 @@ std::map<std::string, std::string> Snapshot(const std::string& root,
   return out;
 }
 
+// The data directory without `runtime/`: the orchestrator's state and the
+// logs of the connectors it runs change on their own.
+std::map<std::string, std::string> StoredData(const std::string& data_dir) {
+  std::map<std::string, std::string> out = Snapshot(data_dir);
+  for (auto it = out.begin(); it != out.end();) {
+    it = absl::StartsWith(it->first, "runtime/") ? out.erase(it)
+                                                   : std::next(it);
+  }
+  return out;
+}
+
 // Sends `request` to 127.0.0.1:port and reads until `needle` arrives, the
 // peer closes or `timeout` passes; returns what arrived (for streams, which
 // never close).
@@ -188,6 +199,16 @@ std::unique_ptr<ChildProcess> StartListening(
 // directory. Logs go to <tmp>/logs, the data to <tmp>/data.
 class Stack {
  public:
+  // A graceful stop of the orchestrator stops the connector processes it
+  // started (they live in sessions of their own, out of reach of the
+  // process-group kill of ChildProcess).
+  ~Stack() {
+    if (orchestrator_ != nullptr && orchestrator_->Running()) {
+      orchestrator_->Signal(SIGTERM);
+      (void)orchestrator_->Wait(absl::Seconds(15));
+    }
+  }
+
   explicit Stack(StackOptions options = {}) : options_(std::move(options)) {
     REQUIRE(mkdir(dir_.Join("logs").c_str(), 0755) == 0);
     REQUIRE(mkdir(dir_.Join("esp32-configs").c_str(), 0755) == 0);
@@ -195,8 +216,24 @@ class Stack {
         "iot2mqtt-config", ConfigEnv(), "CONFIG_LISTEN_ADDR", config_log(),
         [](int port) { return PortAccepts(port); }, &config_port_);
     if (!options_.start_gateway) return;
+    // The orchestrator serves the configured-integration views; it runs
+    // instances as local processes, whose broker (and the bridge) is a
+    // closed loopback port.
+    orchestrator_ = StartListening(
+        "iot2mqtt-orchestrator",
+        {{"IOT2MQTT_DATA_DIR", data_dir()},
+         {"IOT2MQTT_CONNECTORS_DIR", SourcePath("connectors")},
+         {"CONFIG_SERVICE_ADDR", config_target()},
+         {"MQTT_BRIDGE_ADDR", closed_target_},
+         {"IOT2MQTT_RUNTIME", "process"},
+         {"LOG_LEVEL", "DEBUG"}},
+        "ORCHESTRATOR_LISTEN_ADDR", orchestrator_log(),
+        [](int port) { return PortAccepts(port); }, &orchestrator_port_);
     std::map<std::string, std::string> env = {
-        {"CONFIG_SERVICE_ADDR", config_target()}, {"LOG_LEVEL", "DEBUG"}};
+        {"CONFIG_SERVICE_ADDR", config_target()},
+        {"ORCHESTRATOR_ADDR", absl::StrCat("127.0.0.1:", orchestrator_port_)},
+        {"MQTT_BRIDGE_ADDR", closed_target_},
+        {"LOG_LEVEL", "DEBUG"}};
     for (const auto& [name, value] : options_.gateway_env) env[name] = value;
     gateway_ = StartListening(
         "iot2mqtt-gateway", env, "GATEWAY_LISTEN_ADDR", gateway_log(),
@@ -211,6 +248,8 @@ class Stack {
         {"IOT2MQTT_DATA_DIR", data_dir()},
         {"IOT2MQTT_CONNECTORS_DIR", SourcePath("connectors")},
         {"CONFIG_LISTEN_ADDR", config_target()},
+        {"MQTT_HOST", "127.0.0.1"},
+        {"MQTT_PORT", closed_target_.substr(closed_target_.find(':') + 1)},
         {"LOG_LEVEL", "DEBUG"}};
     if (!options_.access_key.empty()) {
       env["WEB_ACCESS_KEY"] = options_.access_key;
@@ -239,7 +278,8 @@ class Stack {
 
   // Stops both services cleanly (SIGTERM), so every log line is written.
   void Stop() {
-    for (ChildProcess* child : {gateway_.get(), config_.get()}) {
+    for (ChildProcess* child :
+         {gateway_.get(), orchestrator_.get(), config_.get()}) {
       if (child == nullptr) continue;
       child->Signal(SIGTERM);
       auto code = child->Wait(absl::Seconds(10));
@@ -251,6 +291,7 @@ class Stack {
   std::string Logs() const {
     std::string logs = ReadFile(config_log());
     if (gateway_ != nullptr) logs += ReadFile(gateway_log());
+    if (orchestrator_ != nullptr) logs += ReadFile(orchestrator_log());
     return logs;
   }
 
@@ -258,6 +299,9 @@ class Stack {
   std::string data_dir() const { return dir_.Join("data"); }
   std::string config_log() const { return dir_.Join("logs/config.log"); }
   std::string gateway_log() const { return dir_.Join("logs/gateway.log"); }
+  std::string orchestrator_log() const {
+    return dir_.Join("logs/orchestrator.log");
+  }
   std::string config_target() const {
     return absl::StrCat("127.0.0.1:", config_port_);
   }
@@ -266,9 +310,13 @@ class Stack {
  private:
   TempDir dir_;
   StackOptions options_;
+  // Nothing listens there.
+  std::string closed_target_ = absl::StrCat("127.0.0.1:", FreePort());
   int config_port_ = 0;
   int gateway_port_ = 0;
+  int orchestrator_port_ = 0;
   std::unique_ptr<ChildProcess> config_;
+  std::unique_ptr<ChildProcess> orchestrator_;
   std::unique_ptr<ChildProcess> gateway_;
 };
 
@@ -307,7 +355,9 @@ std::vector<Endpoint> ProtectedEndpoints(const std::string& openapi_json) {
           absl::StrReplaceAll(templ, {{"{mac_address}", kMac},
                                       {"{name}", "demo"},
                                       {"{connector}", "demo"},
-                                      {"{instance_id}", "x1"}});
+                                      {"{instance_id}", "x1"},
+                                      {"{device_id}", "lamp"},
+                                      {"{id}", "c1"}});
       INFO(templ);
       REQUIRE(target.find('{') == std::string::npos);
       out.push_back({method, target});
@@ -703,6 +753,15 @@ TEST_CASE("Auth: the key, tokens and instance secrets never leak", "[e2e]") {
   REQUIRE(files.count("instances/demo/home1.json") == 1);
   for (const auto& [path, bytes] : files) {
     INFO(path);
+    if (absl::StartsWith(path, "runtime/secrets/") &&
+        !absl::EndsWith(path, "/")) {
+      // The runtime secrets file the connector reads: plaintext by design,
+      // readable by its owner only.
+      struct stat st;
+      REQUIRE(stat((stack.data_dir() + "/" + path).c_str(), &st) == 0);
+      CHECK((st.st_mode & 0777) == 0600);
+      continue;
+    }
     for (const std::string& s : forbidden) {
       INFO(s);
       CHECK(bytes.find(s) == std::string::npos);
@@ -830,7 +889,7 @@ TEST_CASE(
               .status == 200);
   const std::string connectors = SourcePath("connectors");
   const std::map<std::string, std::string> data_before =
-      Snapshot(stack.data_dir());
+      StoredData(stack.data_dir());
   const std::map<std::string, std::string> root_before =
       Snapshot(stack.dir().path());
   const std::map<std::string, std::string> connectors_before =
@@ -905,7 +964,7 @@ TEST_CASE(
   }
 
   // Not a byte changed in the data, the catalogue or next to the data.
-  CHECK(Snapshot(stack.data_dir()) == data_before);
+  CHECK(StoredData(stack.data_dir()) == data_before);
   std::map<std::string, std::string> root_after = Snapshot(stack.dir().path());
   std::set<std::string> root_names_before, root_names_after;
   for (const auto& [k, v] : root_before) {
@@ -938,7 +997,7 @@ TEST_CASE(
     }
   }
   std::map<std::string, std::string> data_after_puts =
-      Snapshot(stack.data_dir());
+      StoredData(stack.data_dir());
   for (const auto& [path, bytes] : data_after_puts) {
     INFO(path);
     if (data_before.count(path) == 0) {

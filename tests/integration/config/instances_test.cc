@@ -175,6 +175,39 @@ bool HasLineStartingWith(const std::string& text, const std::string& prefix) {
   return false;
 }
 
+// The config service's own integration views (their REST routes belong to
+// the orchestrator, which adds live status): the JSON the RPC returns.
+std::string IntegrationView(harness::ServiceStack& stack,
+                            absl::string_view path) {
+  grpc::Status status;
+  std::string json;
+  if (path == "/api/integrations/") {
+    v1::ListConfiguredIntegrationsResponse response;
+    status = stack.stub().ListConfiguredIntegrations(Context().get(), {},
+                                                     &response);
+    json = response.integrations();
+  } else if (absl::ConsumePrefix(&path, "/api/integrations/instances/")) {
+    v1::GetIntegrationInstanceRequest request;
+    request.set_instance_id(std::string(path));
+    v1::GetIntegrationInstanceResponse response;
+    status = stack.stub().GetIntegrationInstance(Context().get(), request,
+                                                 &response);
+    json = response.instance();
+  } else {
+    REQUIRE(absl::ConsumePrefix(&path, "/api/integrations/"));
+    REQUIRE(absl::ConsumeSuffix(&path, "/instances"));
+    v1::ListIntegrationInstancesRequest request;
+    request.set_name(std::string(path));
+    v1::ListIntegrationInstancesResponse response;
+    status = stack.stub().ListIntegrationInstances(Context().get(), request,
+                                                   &response);
+    json = response.instances();
+  }
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  return json;
+}
+
 TEST_CASE("iot2mqtt-config: instance CRUD over REST in upstream's shape",
           "[config][instances]") {
   ServiceStack stack;
@@ -251,19 +284,17 @@ TEST_CASE("iot2mqtt-config: instance CRUD over REST in upstream's shape",
   CHECK(Ids(Parse(stack.Http("GET", "/api/instances?connector=yeelight").body),
             "instance_id") == std::vector<std::string>{"lamp"});
 
-  HttpResponse integrations = stack.Http("GET", "/api/integrations/");
-  REQUIRE(integrations.status == 200);
-  CHECK_FALSE(absl::StrContains(integrations.body, "\"p1\""));
-  rapidjson::Document integrations_doc = Parse(integrations.body);
+  const std::string integrations_json = IntegrationView(stack, "/api/integrations/");
+  CHECK_FALSE(absl::StrContains(integrations_json, "\"p1\""));
+  rapidjson::Document integrations_doc = Parse(integrations_json);
   REQUIRE(Ids(integrations_doc, "name") ==
           std::vector<std::string>{"demo", "yeelight"});
   CHECK(integrations_doc[0]["instances_count"].GetInt() == 1);
   CHECK(Str(integrations_doc[0], "display_name") == "Demo devices");
   CHECK(integrations_doc[1]["instances_count"].GetInt() == 1);
 
-  HttpResponse of_demo = stack.Http("GET", "/api/integrations/demo/instances");
-  REQUIRE(of_demo.status == 200);
-  rapidjson::Document of_demo_doc = Parse(of_demo.body);
+  const std::string of_demo_json = IntegrationView(stack, "/api/integrations/demo/instances");
+  rapidjson::Document of_demo_doc = Parse(of_demo_json);
   REQUIRE(Ids(of_demo_doc, "instance_id") == std::vector<std::string>{"home1"});
   CHECK(Str(of_demo_doc[0], "integration") == "demo");
   CHECK(Str(of_demo_doc[0], "friendly_name") == "Living room");
@@ -271,9 +302,8 @@ TEST_CASE("iot2mqtt-config: instance CRUD over REST in upstream's shape",
   CHECK(of_demo_doc[0]["enabled"].IsTrue());
   CHECK(Str(of_demo_doc[0], "created_at") == created_at);
 
-  HttpResponse by_id = stack.Http("GET", "/api/integrations/instances/home1");
-  REQUIRE(by_id.status == 200);
-  rapidjson::Document by_id_doc = Parse(by_id.body);
+  const std::string by_id_json = IntegrationView(stack, "/api/integrations/instances/home1");
+  rapidjson::Document by_id_doc = Parse(by_id_json);
   CHECK(Str(by_id_doc, "instance_id") == "home1");
   CHECK(Str(by_id_doc, "integration") == "demo");
   CHECK(Str(by_id_doc["config"]["connection"], "password") == kMask);
@@ -343,8 +373,14 @@ TEST_CASE("iot2mqtt-config: instance CRUD over REST in upstream's shape",
   CHECK(Parse(deleted.body)["success"].IsTrue());
   CheckError(stack.Http("GET", "/api/instances/demo/home1"), 404,
              "INSTANCE_NOT_FOUND");
-  CheckError(stack.Http("GET", "/api/integrations/instances/home1"), 404,
-             "INSTANCE_NOT_FOUND");
+  {
+    v1::GetIntegrationInstanceRequest request;
+    request.set_instance_id("home1");
+    v1::GetIntegrationInstanceResponse response;
+    CHECK(stack.stub()
+              .GetIntegrationInstance(Context().get(), request, &response)
+              .error_code() == grpc::StatusCode::NOT_FOUND);
+  }
   CheckError(stack.Http("DELETE", "/api/instances/demo/home1"), 404,
              "INSTANCE_NOT_FOUND");
   CHECK(access(file.c_str(), F_OK) != 0);
@@ -412,10 +448,9 @@ TEST_CASE(
   }
   CHECK(stack.Http("GET", "/api/instances?connector=demo").status == 200);
 
-  HttpResponse of_demo = stack.Http("GET", "/api/integrations/demo/instances");
-  INFO(of_demo.body);
-  REQUIRE(of_demo.status == 200);
-  rapidjson::Document of_demo_doc = Parse(of_demo.body);
+  const std::string of_demo_json = IntegrationView(stack, "/api/integrations/demo/instances");
+  INFO(of_demo_json);
+  rapidjson::Document of_demo_doc = Parse(of_demo_json);
   REQUIRE(Ids(of_demo_doc, "instance_id") ==
           std::vector<std::string>{"bare", "home1", "typed"});
   // Defaults for what is missing or unusable.
@@ -427,10 +462,9 @@ TEST_CASE(
     CHECK(item["created_at"].IsNull());
   }
 
-  HttpResponse integrations = stack.Http("GET", "/api/integrations/");
-  INFO(integrations.body);
-  REQUIRE(integrations.status == 200);
-  rapidjson::Document integrations_doc = Parse(integrations.body);
+  const std::string integrations_json = IntegrationView(stack, "/api/integrations/");
+  INFO(integrations_json);
+  rapidjson::Document integrations_doc = Parse(integrations_json);
   REQUIRE(Ids(integrations_doc, "name") == std::vector<std::string>{"demo"});
   CHECK(integrations_doc[0]["instances_count"].GetInt() == 3);
   CHECK(stack.Http("GET", "/api/connectors").status == 200);

@@ -14,11 +14,26 @@ TEST_CASE("defaults") {
   absl::StatusOr<GatewayOptions> options = LoadGatewayOptions(reader);
   REQUIRE(options.ok());
   CHECK(options->listen_address == "0.0.0.0:8080");
-  REQUIRE(options->backends.size() == 1);
+  REQUIRE(options->backends.size() == 3);
   CHECK(options->backends[0].name == "config");
   CHECK(options->backends[0].address == "127.0.0.1:50051");
   CHECK(options->backends[0].services ==
         std::vector<std::string>{"iot2mqtt.config.v1.ConfigService"});
+  CHECK(options->backends[1].name == "mqtt-bridge");
+  CHECK(options->backends[1].address == "127.0.0.1:50054");
+  CHECK(options->backends[1].services ==
+        std::vector<std::string>{"iot2mqtt.mqtt_bridge.v1.MqttBridgeService"});
+  CHECK(options->backends[2].name == "orchestrator");
+  CHECK(options->backends[2].address == "127.0.0.1:50052");
+  CHECK(options->backends[2].services ==
+        std::vector<std::string>{
+            "iot2mqtt.orchestrator.v1.OrchestratorService"});
+  // A broker or runtime outage must not fail the gateway's liveness.
+  CHECK(options->optional_backends ==
+        std::vector<std::string>{"mqtt-bridge", "orchestrator"});
+  CHECK(options->ws_max_message_bytes == 65536);
+  CHECK(options->ws_queue_bytes == 1048576);
+  CHECK(options->ws_idle_timeout == absl::Seconds(60));
   CHECK(options->cors_origins.empty());
   CHECK(options->threads == 2);
   CHECK(options->max_body_bytes == 1048576);
@@ -35,7 +50,11 @@ TEST_CASE("every variable is read") {
                    {"GATEWAY_MAX_BODY_BYTES", "2048"},
                    {"GATEWAY_MAX_HEADER_BYTES", "4096"},
                    {"GATEWAY_READ_TIMEOUT_SECONDS", "5"},
-                   {"GATEWAY_BACKEND_DEADLINE_MS", "250"}});
+                   {"GATEWAY_BACKEND_DEADLINE_MS", "250"},
+                   {"MQTT_BRIDGE_ADDR", "bridge:50054"},
+                   {"GATEWAY_WS_MAX_MESSAGE_BYTES", "4096"},
+                   {"GATEWAY_WS_QUEUE_BYTES", "8192"},
+                   {"GATEWAY_WS_IDLE_TIMEOUT_SECONDS", "20"}});
   sdk::EnvReader reader(env);
   absl::StatusOr<GatewayOptions> options = LoadGatewayOptions(reader);
   REQUIRE(options.ok());
@@ -48,6 +67,10 @@ TEST_CASE("every variable is read") {
   CHECK(options->max_header_bytes == 4096);
   CHECK(options->read_timeout == absl::Seconds(5));
   CHECK(options->backend_deadline == absl::Milliseconds(250));
+  CHECK(options->backends[1].address == "bridge:50054");
+  CHECK(options->ws_max_message_bytes == 4096);
+  CHECK(options->ws_queue_bytes == 8192);
+  CHECK(options->ws_idle_timeout == absl::Seconds(20));
 }
 
 TEST_CASE("every problem is reported at once") {

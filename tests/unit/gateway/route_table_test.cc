@@ -6,6 +6,7 @@
 #include "catch2/catch.hpp"
 #include "gateway_test/v1/test_service.pb.h"
 #include "iot2mqtt/config/v1/config_service.pb.h"
+#include "iot2mqtt/orchestrator/v1/orchestrator_service.pb.h"
 
 namespace iot2mqtt::gateway {
 namespace {
@@ -197,11 +198,17 @@ TEST_CASE("a known path with another method is 405, an unknown one 404") {
 
 TEST_CASE("the config service's routes") {
   (void)config::v1::DeviceConfig::descriptor();
-  absl::StatusOr<RouteTable> table =
+  (void)orchestrator::v1::LogEntry::descriptor();
+  absl::StatusOr<RouteTable> config_only =
       RouteTable::Build({"iot2mqtt.config.v1.ConfigService"});
-  REQUIRE(table.ok());
+  REQUIRE(config_only.ok());
   // Every ConfigService RPC with an http rule; GetConnectorSetup has two.
-  CHECK(table->routes().size() == 25);
+  CHECK(config_only->routes().size() == 22);
+  // The configured-integration views are the orchestrator's (live status).
+  absl::StatusOr<RouteTable> table =
+      RouteTable::Build({"iot2mqtt.config.v1.ConfigService",
+                         "iot2mqtt.orchestrator.v1.OrchestratorService"});
+  REQUIRE(table.ok());
   RouteMatch list = table->Match("GET", "/api/configs");
   REQUIRE(list.outcome == RouteMatch::Outcome::kMatched);
   CHECK(list.route->method->name() == "ListDeviceConfigs");
@@ -214,13 +221,16 @@ TEST_CASE("the config service's routes") {
   // route: /api/integrations (catalogue) vs /api/integrations/ (configured).
   RouteMatch instance = table->Match("GET", "/api/integrations/instances/meta");
   REQUIRE(instance.outcome == RouteMatch::Outcome::kMatched);
-  CHECK(instance.route->method->name() == "GetIntegrationInstance");
+  CHECK(instance.route->method->full_name() ==
+        "iot2mqtt.orchestrator.v1.OrchestratorService.GetIntegrationInstance");
   RouteMatch catalogue = table->Match("GET", "/api/integrations");
   REQUIRE(catalogue.outcome == RouteMatch::Outcome::kMatched);
   CHECK(catalogue.route->method->name() == "ListIntegrations");
   RouteMatch configured = table->Match("GET", "/api/integrations/");
   REQUIRE(configured.outcome == RouteMatch::Outcome::kMatched);
-  CHECK(configured.route->method->name() == "ListConfiguredIntegrations");
+  CHECK(configured.route->method->full_name() ==
+        "iot2mqtt.orchestrator.v1.OrchestratorService."
+        "ListConfiguredIntegrations");
   RouteMatch events = table->Match("GET", "/api/events");
   REQUIRE(events.outcome == RouteMatch::Outcome::kMatched);
   CHECK(events.route->streaming);

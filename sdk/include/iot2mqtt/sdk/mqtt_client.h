@@ -142,6 +142,24 @@ class MosquittoClient final : public MqttClient {
   bool IsConnected() const override;
   void Stop(std::optional<MqttMessage> last, absl::Duration timeout) override;
 
+  // Forgets `filter` (every Subscribe() of it) and, when connected, sends
+  // UNSUBSCRIBE for it. NOT_FOUND when it was not subscribed.
+  absl::Status Unsubscribe(const std::string& filter);
+
+  // The connection as an operator sees it.
+  struct ConnectionInfo {
+    bool connected = false;
+    // When `connected` last changed (Start() for a client that never
+    // connected; the construction time before Start()).
+    absl::Time since;
+    // The last connection problem, e.g. "Connection Refused: not
+    // authorised." (the broker's CONNACK reason) or "Cannot connect to
+    // host:port: Connection refused" (the socket error); empty after a
+    // successful connect until the connection is lost. Never a credential.
+    std::string last_error;
+  };
+  ConnectionInfo connection_info() const;
+
   struct Stats {
     int64_t connects = 0;  // Successful connections so far.
     int64_t dropped = 0;   // Messages dropped from the outbound queue.
@@ -191,6 +209,10 @@ class MosquittoClient final : public MqttClient {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // The thread must exit.
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool disconnect_sent_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time since_ ABSL_GUARDED_BY(mu_);
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // The broker refused the current attempt (its reason is in last_error_).
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<std::string, int>> subscriptions_ ABSL_GUARDED_BY(mu_);
   OutboundQueue queue_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<int, Inflight> inflight_ ABSL_GUARDED_BY(mu_);
