@@ -49,6 +49,12 @@ export LOG_LEVEL="${LOG_LEVEL:-INFO}"
 export CONFIG_LISTEN_ADDR="${CONFIG_LISTEN_ADDR:-127.0.0.1:50051}"
 export CONFIG_SERVICE_ADDR="${CONFIG_SERVICE_ADDR:-127.0.0.1:50051}"
 export GATEWAY_LISTEN_ADDR="${GATEWAY_LISTEN_ADDR:-0.0.0.0:8080}"
+export MQTT_BRIDGE_LISTEN_ADDR="${MQTT_BRIDGE_LISTEN_ADDR:-127.0.0.1:50054}"
+export MQTT_BRIDGE_ADDR="${MQTT_BRIDGE_ADDR:-127.0.0.1:50054}"
+export ORCHESTRATOR_LISTEN_ADDR="${ORCHESTRATOR_LISTEN_ADDR:-127.0.0.1:50052}"
+export ORCHESTRATOR_ADDR="${ORCHESTRATOR_ADDR:-127.0.0.1:50052}"
+# auto: Docker when its socket answers, else local processes.
+export IOT2MQTT_RUNTIME="${IOT2MQTT_RUNTIME:-auto}"
 export MQTT_PORT="${MQTT_PORT:-1883}"
 # Not exported as a default: the config service takes MQTT_* from the
 # environment only when set, so settings saved in the UI survive a restart.
@@ -57,7 +63,7 @@ IOT2MQTT_RUN_DEMO="${IOT2MQTT_RUN_DEMO:-true}"
 LOG_DIR="$IOT2MQTT_DATA_DIR/logs"
 mkdir -p "$LOG_DIR"
 
-for binary in iot2mqtt-config iot2mqtt-gateway iot2mqtt-connector-demo; do
+for binary in iot2mqtt-config iot2mqtt-mqtt-bridge iot2mqtt-orchestrator iot2mqtt-gateway iot2mqtt-connector-demo; do
   [[ -x "$BIN/$binary" ]] || { echo "run: $BIN/$binary is missing; run 'make build' first" >&2; exit 1; }
 done
 
@@ -109,23 +115,17 @@ if [[ -z "${MQTT_HOST:-}" ]]; then
   fi
 fi
 
-# --- services ---------------------------------------------------------------
-start config "$BIN/iot2mqtt-config"
-wait_port 127.0.0.1 "$(port_of "$CONFIG_LISTEN_ADDR")" 15 || { echo "run: config service did not start (see $LOG_DIR/config.log)" >&2; exit 1; }
-start gateway "$BIN/iot2mqtt-gateway"
-GATEWAY_PORT="$(port_of "$GATEWAY_LISTEN_ADDR")"
-wait_port 127.0.0.1 "$GATEWAY_PORT" 15 || { echo "run: gateway did not start (see $LOG_DIR/gateway.log)" >&2; exit 1; }
-
-# --- demo connector: live data with no hardware ------------------------------
-# Until the orchestrator runs configured instances, make run starts one demo
-# instance itself (IOT2MQTT_RUN_DEMO=false to skip). Its instance document is
-# written once, where instances live, and kept afterwards.
+# --- demo instance: live data with no hardware -------------------------------
+# On the first run (IOT2MQTT_RUN_DEMO=true) one demo instance is configured;
+# the orchestrator runs it like any other instance. Delete it in the UI or
+# with DELETE /api/integrations/instances/demo; it is not created again.
 DEMO_LINE=""
 if [[ "$IOT2MQTT_RUN_DEMO" == "true" ]]; then
+  DEMO_MARK="$IOT2MQTT_DATA_DIR/.demo-created"
   DEMO_FILE="$IOT2MQTT_DATA_DIR/instances/demo/demo.json"
-  if [[ ! -f "$DEMO_FILE" ]]; then
+  if [[ ! -f "$DEMO_MARK" && ! -f "$DEMO_FILE" ]]; then
     mkdir -p "$(dirname "$DEMO_FILE")"
-    cat > "$DEMO_FILE" <<'JSON'
+    cat > "$DEMO_FILE.tmp" <<'JSON'
 {
   "instance_id": "demo",
   "connector_type": "demo",
@@ -141,11 +141,22 @@ if [[ "$IOT2MQTT_RUN_DEMO" == "true" ]]; then
   "groups": [{"group_id": "living-room", "devices": ["living-room-light", "coffee-machine"]}]
 }
 JSON
+    mv "$DEMO_FILE.tmp" "$DEMO_FILE"
+    touch "$DEMO_MARK"
   fi
-  start demo env INSTANCE_NAME=demo CONNECTOR_TYPE=demo IOT2MQTT_INSTANCE_FILE="$DEMO_FILE" \
-    IOT2MQTT_ENV_FILE=/dev/null "$BIN/iot2mqtt-connector-demo"
   DEMO_LINE="    Demo devices   mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -t '$BASE_TOPIC_SHOWN/#' -v"
 fi
+
+# --- services ---------------------------------------------------------------
+start config "$BIN/iot2mqtt-config"
+wait_port 127.0.0.1 "$(port_of "$CONFIG_LISTEN_ADDR")" 15 || { echo "run: config service did not start (see $LOG_DIR/config.log)" >&2; exit 1; }
+start mqtt-bridge "$BIN/iot2mqtt-mqtt-bridge"
+wait_port 127.0.0.1 "$(port_of "$MQTT_BRIDGE_LISTEN_ADDR")" 15 || { echo "run: mqtt-bridge did not start (see $LOG_DIR/mqtt-bridge.log)" >&2; exit 1; }
+start orchestrator "$BIN/iot2mqtt-orchestrator"
+wait_port 127.0.0.1 "$(port_of "$ORCHESTRATOR_LISTEN_ADDR")" 15 || { echo "run: orchestrator did not start (see $LOG_DIR/orchestrator.log)" >&2; exit 1; }
+start gateway "$BIN/iot2mqtt-gateway"
+GATEWAY_PORT="$(port_of "$GATEWAY_LISTEN_ADDR")"
+wait_port 127.0.0.1 "$GATEWAY_PORT" 15 || { echo "run: gateway did not start (see $LOG_DIR/gateway.log)" >&2; exit 1; }
 
 cat <<INFO
 
@@ -155,7 +166,9 @@ cat <<INFO
     API docs       http://localhost:$GATEWAY_PORT/api/docs
     Health         http://localhost:$GATEWAY_PORT/api/health
     Metrics        http://localhost:$GATEWAY_PORT/metrics
-    gRPC config    $CONFIG_SERVICE_ADDR (reflection on)
+    gRPC           config $CONFIG_SERVICE_ADDR, orchestrator $ORCHESTRATOR_ADDR,
+                   mqtt-bridge $MQTT_BRIDGE_ADDR (reflection on)
+    Runtime        $IOT2MQTT_RUNTIME (see $LOG_DIR/orchestrator.log for the one chosen)
     MQTT broker    $MQTT_HOST:$MQTT_PORT
 $DEMO_LINE
     Data           $IOT2MQTT_DATA_DIR (ESP32 configs: $ESP32_CONFIGS_DIR)
