@@ -25,7 +25,7 @@
 //   CRASH_LOOP_RESTARTS          crashes that make a crash loop (5) ...
 //   CRASH_LOOP_WINDOW_SECONDS    ... within this many seconds (300)
 //   PROCESS_STOP_ON_EXIT         true: a graceful shutdown stops the
-//                                process runtime's connectors (false; a
+//                                process runtime's connectors (true; a
 //                                kill -9 always leaves them for adoption)
 //   ORCHESTRATOR_WORKER_THREADS  threads for RPC work (8)
 //   LOG_LEVEL                    DEBUG/INFO/WARNING/ERROR (INFO); also the
