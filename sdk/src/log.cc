@@ -7,9 +7,11 @@
 #include <mutex>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "rapidjson/stringbuffer.h"
+#include "iot2mqtt/sdk/env.h"
 #include "rapidjson/writer.h"
 
 namespace iot2mqtt::sdk {
@@ -58,6 +60,17 @@ void SetLogService(absl::string_view service) {
 }
 
 void SetLogLevel(Severity level) { g_level = static_cast<int>(level); }
+
+Severity ReadLogLevel(EnvReader& env, std::string* text) {
+  std::string level = env.String("LOG_LEVEL", "INFO");
+  Severity severity = Severity::kInfo;
+  if (!ParseSeverity(level, &severity)) {
+    env.AddProblem(absl::StrCat("LOG_LEVEL=\"", level,
+                                "\" is not one of DEBUG, INFO, WARNING, ERROR"));
+  }
+  if (text != nullptr) *text = std::move(level);
+  return severity;
+}
 
 bool ParseSeverity(absl::string_view text, Severity* out) {
   std::string upper = absl::AsciiStrToUpper(text);

@@ -59,13 +59,7 @@ int RunConnector(absl::string_view name, const ConnectorFactory& factory) {
                                      "\", not \"", instance, "\""));
     }
   }
-  std::string log_level = reader.String("LOG_LEVEL", "INFO");
-  Severity severity = Severity::kInfo;
-  if (!ParseSeverity(log_level, &severity)) {
-    reader.AddProblem(absl::StrCat("LOG_LEVEL=\"", log_level,
-                                   "\" is not one of DEBUG, INFO, WARNING, "
-                                   "ERROR"));
-  }
+  const Severity severity = ReadLogLevel(reader);
   MqttSettings mqtt = ReadMqttSettings(reader);
   std::string connector_type = reader.String("CONNECTOR_TYPE", "");
   std::string path = InstanceConfigPath(env, instance);

@@ -108,12 +108,7 @@ bool ReadOptions(bool serving, Options* options) {
     options->mqtt.password = process_env.Get("MQTT_PASSWORD");
     options->mqtt.base_topic = process_env.Get("MQTT_BASE_TOPIC");
   }
-  std::string log_level = env.String("LOG_LEVEL", "INFO");
-  sdk::Severity severity = sdk::Severity::kInfo;
-  if (!sdk::ParseSeverity(log_level, &severity)) {
-    env.AddProblem("LOG_LEVEL=\"" + log_level +
-                   "\" is not one of DEBUG, INFO, WARNING, ERROR");
-  }
+  const sdk::Severity severity = sdk::ReadLogLevel(env);
   if (absl::Status status = env.Finish(); !status.ok()) {
     IOT2MQTT_LOG(ERROR) << status.message();
     return false;

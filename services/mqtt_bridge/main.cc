@@ -55,12 +55,7 @@ bool ReadOptions(Options* options) {
       env.Int("MQTT_BRIDGE_SUBSCRIBER_QUEUE", 4096, 16, 10000000));
   options->service.probe_timeout = absl::Milliseconds(
       env.Int("MQTT_BRIDGE_TEST_TIMEOUT_MS", 5000, 100, 60000));
-  std::string log_level = env.String("LOG_LEVEL", "INFO");
-  sdk::Severity severity = sdk::Severity::kInfo;
-  if (!sdk::ParseSeverity(log_level, &severity)) {
-    env.AddProblem("LOG_LEVEL=\"" + log_level +
-                   "\" is not one of DEBUG, INFO, WARNING, ERROR");
-  }
+  const sdk::Severity severity = sdk::ReadLogLevel(env);
   if (absl::Status status = env.Finish(); !status.ok()) {
     IOT2MQTT_LOG(ERROR) << status.message();
     return false;

@@ -208,10 +208,10 @@ class MqttBridgeServiceImpl::SubscribeStream final
     }
     ToProto(*event, &event_);
     writing_ = true;
-    grpc::WriteOptions options;
-    // More events waiting: let gRPC coalesce them into fewer frames.
-    if (subscription_->pending() > 0) options.set_buffer_hint();
-    StartWrite(&event_, options);
+    // No buffer hint: a hinted write may wait for a later unhinted one
+    // before it completes, and the next write only starts when this one
+    // has (a snapshot could stall forever).
+    StartWrite(&event_);
   }
 
   void FinishLocked(const absl::Status& status)

@@ -116,12 +116,7 @@ bool ReadOptions(Options* options) {
   options->stop_on_exit = env.Bool("PROCESS_STOP_ON_EXIT", true);
   options->worker_threads =
       static_cast<int>(env.Int("ORCHESTRATOR_WORKER_THREADS", 8, 1, 64));
-  options->log_level = env.String("LOG_LEVEL", "INFO");
-  sdk::Severity severity = sdk::Severity::kInfo;
-  if (!sdk::ParseSeverity(options->log_level, &severity)) {
-    env.AddProblem("LOG_LEVEL=\"" + options->log_level +
-                   "\" is not one of DEBUG, INFO, WARNING, ERROR");
-  }
+  const sdk::Severity severity = sdk::ReadLogLevel(env, &options->log_level);
   if (absl::Status status = env.Finish(); !status.ok()) {
     IOT2MQTT_LOG(ERROR) << status.message();
     return false;

@@ -226,6 +226,7 @@ class Stack {
          {"CONFIG_SERVICE_ADDR", config_target()},
          {"MQTT_BRIDGE_ADDR", closed_target_},
          {"IOT2MQTT_RUNTIME", "process"},
+         {"PROCESS_STOP_ON_EXIT", "true"},
          {"LOG_LEVEL", "DEBUG"}},
         "ORCHESTRATOR_LISTEN_ADDR", orchestrator_log(),
         [](int port) { return PortAccepts(port); }, &orchestrator_port_);

@@ -32,6 +32,11 @@ void SetLogService(absl::string_view service);
 void SetLogLevel(Severity level);
 // Parses DEBUG/INFO/WARNING/ERROR (any case); false when unknown.
 bool ParseSeverity(absl::string_view text, Severity* out);
+class EnvReader;
+// LOG_LEVEL through `env` (default INFO): its severity, or INFO with a
+// problem recorded in `env` when it is none of the above. `text`, when
+// given, gets the value as set.
+Severity ReadLogLevel(EnvReader& env, std::string* text = nullptr);
 bool LogEnabled(Severity severity);
 
 // Redirects log lines (tests); nullptr restores stdout.
