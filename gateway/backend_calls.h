@@ -16,9 +16,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/status.h"
 
 namespace iot2mqtt::gateway {
@@ -41,6 +43,19 @@ enum class StreamAction {
   kPause,     // Don't read until Resume() (the server queues, then skips).
   kCancel,    // End the call.
 };
+
+// The bytes of a received message (empty when it can't be read).
+inline std::string BytesOf(const grpc::ByteBuffer& buffer) {
+  std::string bytes;
+  std::vector<grpc::Slice> slices;
+  if (buffer.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()),
+                   slice.size());
+    }
+  }
+  return bytes;
+}
 
 struct CallOptions {
   // Sent as x-correlation-id metadata.

@@ -533,15 +533,7 @@ void Gateway::Call(Backend* backend, const std::string& rpc_path,
       &call->response,
       [this, call, service, done = std::move(done)](grpc::Status status) {
         std::string response;
-        if (status.ok()) {
-          std::vector<grpc::Slice> slices;
-          if (call->response.Dump(&slices).ok()) {
-            for (const grpc::Slice& s : slices) {
-              response.append(reinterpret_cast<const char*>(s.begin()),
-                              s.size());
-            }
-          }
-        }
+        if (status.ok()) response = BytesOf(call->response);
         backend_calls_total_
             ->Add({{"service", service},
                    {"code", common::CodeName(static_cast<absl::StatusCode>(

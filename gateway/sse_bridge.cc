@@ -2,12 +2,12 @@
 
 #include <chrono>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gateway/backend_calls.h"
 #include "gateway/http_status.h"
 #include "gateway/transcoder.h"
 #include "iot2mqtt/sdk/log.h"
@@ -199,13 +199,7 @@ void SseBridge::OnKeepalive() {
 
 void SseBridge::OnReadDone(bool ok) {
   if (!ok) return;  // The stream is over; OnDone follows.
-  std::string bytes;
-  std::vector<grpc::Slice> slices;
-  if (response_.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
+  std::string bytes = BytesOf(response_);
   response_.Clear();
   std::unique_ptr<Message> message(prototype_->New());
   if (!message->ParseFromString(bytes)) {

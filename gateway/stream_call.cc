@@ -1,7 +1,6 @@
 #include "gateway/stream_call.h"
 
 #include <utility>
-#include <vector>
 
 #include "services/common/rpc_scope.h"
 
@@ -47,13 +46,7 @@ void StreamCall::Resume() {
 
 void StreamCall::OnReadDone(bool ok) {
   if (!ok) return;  // The stream is over; OnDone follows.
-  std::string bytes;
-  std::vector<grpc::Slice> slices;
-  if (response_.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
+  std::string bytes = BytesOf(response_);
   response_.Clear();
   StreamAction action = callbacks_.on_message ? callbacks_.on_message(bytes)
                                               : StreamAction::kContinue;
