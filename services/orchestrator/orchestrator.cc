@@ -1028,43 +1028,42 @@ absl::StatusOr<std::vector<RuntimeInfo>> Orchestrator::ListRuntimes(bool all) {
   return listed;
 }
 
-absl::Status Orchestrator::StartRuntime(absl::string_view id) {
+absl::Status Orchestrator::RuntimeAction(
+    absl::string_view id, absl::string_view action,
+    absl::Status (Orchestrator::*instance_action)(absl::string_view),
+    const std::function<absl::Status(const std::string&)>& runtime_action) {
   IOT2MQTT_ASSIGN_OR_RETURN(RuntimeInfo info, OurRuntime(id));
   absl::StatusOr<ConfiguredInstance> configured =
       FindInstance(info.instance_id);
   if (configured.ok() && configured->connector == info.connector) {
-    return StartInstance(info.instance_id);
+    return (this->*instance_action)(info.instance_id);
   }
-  absl::MutexLock action(&action_mu_);
-  absl::Status s = runtime_.Start(info.id);
-  Count("start", s);
+  absl::MutexLock lock(&action_mu_);
+  absl::Status s = runtime_action(info.id);
+  Count(action, s);
   return s;
+}
+
+absl::Status Orchestrator::StartRuntime(absl::string_view id) {
+  return RuntimeAction(id, "start", &Orchestrator::StartInstance,
+                       [this](const std::string& runtime_id) {
+                         return runtime_.Start(runtime_id);
+                       });
 }
 
 absl::Status Orchestrator::StopRuntime(absl::string_view id) {
-  IOT2MQTT_ASSIGN_OR_RETURN(RuntimeInfo info, OurRuntime(id));
-  absl::StatusOr<ConfiguredInstance> configured =
-      FindInstance(info.instance_id);
-  if (configured.ok() && configured->connector == info.connector) {
-    return StopInstance(info.instance_id);
-  }
-  absl::MutexLock action(&action_mu_);
-  absl::Status s = runtime_.Stop(info.id, options_.stop_grace);
-  Count("stop", s);
-  return s;
+  return RuntimeAction(id, "stop", &Orchestrator::StopInstance,
+                       [this](const std::string& runtime_id) {
+                         return runtime_.Stop(runtime_id, options_.stop_grace);
+                       });
 }
 
 absl::Status Orchestrator::RestartRuntime(absl::string_view id) {
-  IOT2MQTT_ASSIGN_OR_RETURN(RuntimeInfo info, OurRuntime(id));
-  absl::StatusOr<ConfiguredInstance> configured =
-      FindInstance(info.instance_id);
-  if (configured.ok() && configured->connector == info.connector) {
-    return RestartInstance(info.instance_id);
-  }
-  absl::MutexLock action(&action_mu_);
-  absl::Status s = runtime_.Restart(info.id, options_.stop_grace);
-  Count("restart", s);
-  return s;
+  return RuntimeAction(
+      id, "restart", &Orchestrator::RestartInstance,
+      [this](const std::string& runtime_id) {
+        return runtime_.Restart(runtime_id, options_.stop_grace);
+      });
 }
 
 absl::Status Orchestrator::RemoveRuntime(absl::string_view id) {

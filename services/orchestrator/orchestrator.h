@@ -224,6 +224,13 @@ class Orchestrator {
       absl::string_view instance_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(action_mu_);
   // Our runtime by id or name; RUNTIME_NOT_FOUND otherwise.
   absl::StatusOr<RuntimeInfo> OurRuntime(absl::string_view id);
+  // Start/stop/restart of runtime `id`: on a configured instance's runtime
+  // the instance action (remembered, watchdog-aware), else the bare
+  // runtime call, counted as `action`.
+  absl::Status RuntimeAction(
+      absl::string_view id, absl::string_view action,
+      absl::Status (Orchestrator::*instance_action)(absl::string_view),
+      const std::function<absl::Status(const std::string&)>& runtime_action);
 
   // Transition bookkeeping (mu_ held).
   Instance& InstanceLocked(absl::string_view instance_id)
