@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -18,9 +19,12 @@
 #include "gateway/transcoder.h"
 #include "gateway/websocket_stream.h"
 #include "google/protobuf/message.h"
+#include "iot2mqtt/api/v1/annotations.pb.h"
 #include "iot2mqtt/config/v1/config_service.pb.h"
+#include "iot2mqtt/discovery/v1/discovery_service.pb.h"
 #include "iot2mqtt/mqtt_bridge/v1/mqtt_bridge_service.pb.h"
 #include "iot2mqtt/orchestrator/v1/orchestrator_service.pb.h"
+#include "iot2mqtt/sdk/json_builder.h"
 #include "iot2mqtt/sdk/log.h"
 #include "iot2mqtt/telemetry/v1/telemetry_service.pb.h"
 #include "prometheus/text_serializer.h"
@@ -63,6 +67,18 @@ constexpr char kStreamLogsRpc[] =
     "/iot2mqtt.orchestrator.v1.OrchestratorService/StreamLogs";
 constexpr char kSystemStatusRpc[] =
     "/iot2mqtt.orchestrator.v1.OrchestratorService/GetSystemStatus";
+// WebSockets of the discovery service (upgrades only; the same paths are
+// REST routes otherwise). `ws` is matched before the session id: upstream
+// did it the other way round and `/api/discovery/ws` was unreachable.
+constexpr char kDiscoveryDevicesSocketRoute[] = "/api/discovery/ws";
+constexpr char kDiscoverySessionSocketRoute[] = "/api/discovery/{session_id}";
+constexpr char kDiscoveryService[] = "iot2mqtt.discovery.v1.DiscoveryService";
+constexpr char kWatchDevicesRpc[] =
+    "/iot2mqtt.discovery.v1.DiscoveryService/WatchDevices";
+constexpr char kWatchSessionRpc[] =
+    "/iot2mqtt.discovery.v1.DiscoveryService/WatchSession";
+// Upstream's frame for an unknown session (kept verbatim as "error").
+constexpr char kInvalidSessionId[] = "Invalid session ID";
 
 // Bounded label values: arbitrary methods from clients must not create
 // unbounded metric series.
@@ -107,6 +123,45 @@ HttpResponse Options(std::vector<std::string> allowed, std::string route) {
   response.route = std::move(route);
   response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
   return response;
+}
+
+// The last segment of `/api/discovery/<segment>` (decoded) when `path` is
+// exactly that, else nothing.
+std::optional<std::string> DiscoverySocketSegment(absl::string_view path) {
+  absl::StatusOr<std::vector<std::string>> segments = SplitPath(path);
+  if (!segments.ok() || segments->size() != 3 || (*segments)[0] != "api" ||
+      (*segments)[1] != "discovery" || (*segments)[2].empty()) {
+    return std::nullopt;
+  }
+  return (*segments)[2];
+}
+
+// How a failed discovery stream ends its socket: upstream's `{"error":
+// msg}` frame with our type/code/message beside it, then 1011; for a session
+// socket whose id is unknown (or can't be one), upstream's "Invalid session
+// ID" and 1008.
+StreamWebSocket::Ending DiscoverySocketEnding(const grpc::Status& status,
+                                              bool session) {
+  HttpError error = BackendError(status, "discovery");
+  const std::string reason = ErrorReason(error.status);
+  std::string message = error.status.message();
+  StreamWebSocket::Ending ending;
+  ending.close_reason = "backend stream failed";
+  if (session &&
+      (error.status.code() == static_cast<int>(absl::StatusCode::kNotFound) ||
+       error.status.code() ==
+           static_cast<int>(absl::StatusCode::kInvalidArgument))) {
+    message = kInvalidSessionId;
+    ending.close_code = kClosePolicyViolation;
+    ending.close_reason = kInvalidSessionId;
+  }
+  ending.frame = sdk::JsonObjectBuilder()
+                     .Set("error", message)
+                     .Set("type", "error")
+                     .Set("code", reason)
+                     .Set("message", message)
+                     .Build();
+  return ending;
 }
 
 std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
@@ -384,21 +439,28 @@ void Gateway::HandleWebSocket(const HttpRequest& request, Responder respond,
   respond(std::move(response));
 }
 
-absl::Duration Gateway::DeadlineFor(const Message& request) const {
+absl::Duration BackendDeadlineFor(
+    const google::protobuf::MethodDescriptor& method, const Message& request,
+    absl::Duration base) {
+  absl::Duration deadline = base;
+  // A method that may legitimately run long (a setup tool, bounded by the
+  // service) declares how long.
+  const int max_duration =
+      method.options().GetExtension(api::v1::max_duration_seconds);
+  if (max_duration > 0) deadline += absl::Seconds(max_duration);
   // A request that names how long it may wait (a command's `timeout`, in
-  // seconds) gets that long on top of the usual deadline; the service
-  // bounds the value.
+  // seconds) gets that long on top; the service bounds the value.
   const google::protobuf::FieldDescriptor* timeout =
       request.GetDescriptor()->FindFieldByName("timeout");
   if (timeout == nullptr ||
       timeout->type() != google::protobuf::FieldDescriptor::TYPE_DOUBLE ||
       timeout->is_repeated() ||
       !request.GetReflection()->HasField(request, timeout)) {
-    return options_.backend_deadline;
+    return deadline;
   }
   const double seconds = request.GetReflection()->GetDouble(request, timeout);
-  if (!(seconds > 0) || seconds > 3600) return options_.backend_deadline;
-  return options_.backend_deadline + absl::Seconds(seconds);
+  if (!(seconds > 0) || seconds > 3600) return deadline;
+  return deadline + absl::Seconds(seconds);
 }
 
 void Gateway::HandleLogsSocket(const HttpRequest& request, Responder respond,
@@ -445,6 +507,51 @@ void Gateway::HandleLogsSocket(const HttpRequest& request, Responder respond,
   response.websocket = std::make_shared<StreamWebSocket>(
       this, kStreamLogsRpc, std::move(message),
       orchestrator::v1::LogEntry::descriptor(), call_options);
+  respond(std::move(response));
+}
+
+void Gateway::HandleDiscoverySocket(const HttpRequest& request,
+                                    Responder respond,
+                                    const Principal& principal,
+                                    const std::string& segment) {
+  const bool devices = segment == "ws";
+  const char* route =
+      devices ? kDiscoveryDevicesSocketRoute : kDiscoverySessionSocketRoute;
+  if (request.method != "GET") {
+    respond(MethodNotAllowed(request, {"GET"}, route));
+    return;
+  }
+  if (backend_by_service_.count(kDiscoveryService) == 0) {
+    respond(Error(GatewayError(501, absl::StatusCode::kUnimplemented,
+                               "no discovery backend is configured",
+                               "BACKEND_NOT_CONFIGURED"),
+                  request, route));
+    return;
+  }
+  CallOptions call_options;
+  call_options.correlation_id = request.correlation_id;
+  call_options.deadline = principal.expires_at;
+  HttpResponse response;
+  response.route = route;
+  if (devices) {
+    response.websocket = std::make_shared<StreamWebSocket>(
+        this, kWatchDevicesRpc,
+        std::make_unique<discovery::v1::WatchDevicesRequest>(),
+        discovery::v1::DevicesSnapshot::descriptor(), call_options, nullptr,
+        [](const grpc::Status& status) {
+          return DiscoverySocketEnding(status, /*session=*/false);
+        });
+    respond(std::move(response));
+    return;
+  }
+  auto message = std::make_unique<discovery::v1::SessionRequest>();
+  message->set_session_id(segment);
+  response.websocket = std::make_shared<StreamWebSocket>(
+      this, kWatchSessionRpc, std::move(message),
+      discovery::v1::DiscoverySession::descriptor(), call_options, nullptr,
+      [](const grpc::Status& status) {
+        return DiscoverySocketEnding(status, /*session=*/true);
+      });
   respond(std::move(response));
 }
 
@@ -568,6 +675,11 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
     RouteMatch match = routes_.Match("GET", request.path);
     stream = match.route != nullptr ? match.route->streaming
                                     : IsWebSocketUpgrade(request);
+    // The discovery sockets share their paths with REST routes
+    // (`/api/discovery/status` is a session id to the socket).
+    if (IsWebSocketUpgrade(request) && DiscoverySocketSegment(request.path)) {
+      stream = true;
+    }
   }
   std::string token = BearerTokenOf(request, stream);
   std::string correlation_id = request.correlation_id;
@@ -676,6 +788,13 @@ void Gateway::Dispatch(HttpRequest request, Responder respond,
   if (absl::StartsWith(request.path, kWebSocketPrefix)) {
     HandleWebSocket(request, std::move(respond), principal);
     return;
+  }
+  if (IsWebSocketUpgrade(request)) {
+    if (std::optional<std::string> segment =
+            DiscoverySocketSegment(request.path)) {
+      HandleDiscoverySocket(request, std::move(respond), principal, *segment);
+      return;
+    }
   }
   RouteMatch match = routes_.Match(request.method, request.path);
   switch (match.outcome) {
@@ -818,7 +937,8 @@ void Gateway::HandleRoute(const Route& route,
     };
   }
   Call(
-      backend, route.rpc_path, *message, DeadlineFor(*message),
+      backend, route.rpc_path, *message,
+      BackendDeadlineFor(*route.method, *message, options_.backend_deadline),
       correlation_id,
       [this, &route, respond = std::move(respond), correlation_id,
        name = backend->spec.name](const grpc::Status& status,

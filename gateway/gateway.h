@@ -10,6 +10,19 @@
 //   GET /api/docs               HTML reference of the REST API
 //   GET /api/docs/openapi.json  OpenAPI 3.0 document
 //   WS  /ws/mqtt                live MQTT view (mqtt_socket.h)
+//   WS  /ws/logs/{id}           an instance's log lines (StreamLogs)
+//   WS  /api/discovery/ws       discovered devices: each DevicesSnapshot
+//                               of WatchDevices as a text frame
+//   WS  /api/discovery/{session_id}
+//                               a discovery session: each state of
+//                               WatchSession as a text frame, close 1000
+//                               after the final one; an unknown session
+//                               gets `{"error":"Invalid session ID",...}`
+//                               and close 1008
+//
+// (The two discovery sockets are WebSocket upgrades only; other requests
+// to those paths go through the route table. `ws` is matched first, so it
+// never reads as a session id.)
 //
 // In-process use (tests):
 //
@@ -31,12 +44,14 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gateway/auth.h"
 #include "gateway/backend_calls.h"
 #include "gateway/gateway_options.h"
 #include "gateway/http_server.h"
 #include "gateway/route_table.h"
 #include "gateway/sse_bridge.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -46,6 +61,15 @@
 #include "prometheus/registry.h"
 
 namespace iot2mqtt::gateway {
+
+// The deadline of a transcoded call of `method` with `request`: `base`
+// (GATEWAY_BACKEND_DEADLINE_MS), plus the method's
+// `(iot2mqtt.api.v1.max_duration_seconds)` when set (a call that may
+// legitimately run that long, e.g. a setup tool), plus the request's own
+// `timeout` (seconds, a double field; a command's wait) when it has one.
+absl::Duration BackendDeadlineFor(
+    const google::protobuf::MethodDescriptor& method,
+    const google::protobuf::Message& request, absl::Duration base);
 
 class Gateway final : public RequestHandler, public BackendCalls {
  public:
@@ -115,14 +139,17 @@ class Gateway final : public RequestHandler, public BackendCalls {
   // The answer to /api/auth/check and /api/auth/verify.
   bool HandleAuthRoute(const HttpRequest& request, Responder& respond,
                        const std::string& subject);
-  // A server-streaming route: Server-Sent Events through an SseBridge.
-  // It ends when the token that opened it expires.
-  // The deadline of a transcoded call: GATEWAY_BACKEND_DEADLINE_MS, plus
-  // the request's own `timeout` (seconds) when it has one.
-  absl::Duration DeadlineFor(const google::protobuf::Message& request) const;
   // `/ws/logs/{id}`: the orchestrator's log stream as text frames.
   void HandleLogsSocket(const HttpRequest& request, Responder respond,
                         const Principal& principal, const std::string& id);
+  // A WebSocket upgrade on `/api/discovery/ws` (WatchDevices) or
+  // `/api/discovery/{session_id}` (WatchSession); `segment` is the decoded
+  // last path segment.
+  void HandleDiscoverySocket(const HttpRequest& request, Responder respond,
+                             const Principal& principal,
+                             const std::string& segment);
+  // A server-streaming route: Server-Sent Events through an SseBridge.
+  // It ends when the token that opened it expires.
   void HandleStream(const Route& route, Backend* backend,
                     std::unique_ptr<google::protobuf::Message> message,
                     const HttpRequest& request, Responder respond,

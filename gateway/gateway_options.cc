@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "iot2mqtt/config/v1/config_service.pb.h"
+#include "iot2mqtt/discovery/v1/discovery_service.pb.h"
 #include "iot2mqtt/mqtt_bridge/v1/mqtt_bridge_service.pb.h"
 #include "iot2mqtt/orchestrator/v1/orchestrator_service.pb.h"
 
@@ -42,6 +43,10 @@ std::vector<BackendDefinition> BackendDefinitions() {
        "ORCHESTRATOR_ADDR",
        "127.0.0.1:50052",
        {ServiceOf<orchestrator::v1::LogEntry>("OrchestratorService")}},
+      {"discovery",
+       "DISCOVERY_ADDR",
+       "127.0.0.1:50053",
+       {ServiceOf<discovery::v1::DiscoverySession>("DiscoveryService")}},
   };
 }
 

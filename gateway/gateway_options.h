@@ -28,7 +28,8 @@ struct GatewayOptions {
   // the gateway still serves everything else (a broker outage, say, must
   // not fail the gateway's liveness). They are still reported under
   // "services", and in "degraded".
-  std::vector<std::string> optional_backends = {"mqtt-bridge", "orchestrator"};
+  std::vector<std::string> optional_backends = {"mqtt-bridge", "orchestrator",
+                                                "discovery"};
   std::vector<std::string> cors_origins;  // Empty: no CORS headers.
   int threads = 2;                        // HTTP io threads.
   size_t max_body_bytes = 1048576;        // Larger bodies get 413.
@@ -66,8 +67,8 @@ struct BackendDefinition {
 };
 std::vector<BackendDefinition> BackendDefinitions();
 
-// Reads GATEWAY_LISTEN_ADDR, CONFIG_SERVICE_ADDR, MQTT_BRIDGE_ADDR (one
-// variable per backend),
+// Reads GATEWAY_LISTEN_ADDR, CONFIG_SERVICE_ADDR, MQTT_BRIDGE_ADDR,
+// ORCHESTRATOR_ADDR, DISCOVERY_ADDR (one variable per backend),
 // CORS_ORIGINS, GATEWAY_THREADS, GATEWAY_MAX_BODY_BYTES,
 // GATEWAY_MAX_HEADER_BYTES, GATEWAY_READ_TIMEOUT_SECONDS,
 // GATEWAY_BACKEND_DEADLINE_MS, AUTH_MODE (required|disabled),

@@ -20,7 +20,7 @@ StreamWebSocket::StreamWebSocket(
     BackendCalls* calls, std::string rpc_path,
     std::unique_ptr<google::protobuf::Message> request,
     const google::protobuf::Descriptor* response_type, CallOptions options,
-    Render render)
+    Render render, OnError on_error)
     : calls_(calls),
       rpc_path_(std::move(rpc_path)),
       request_(std::move(request)),
@@ -28,7 +28,8 @@ StreamWebSocket::StreamWebSocket(
           google::protobuf::MessageFactory::generated_factory()->GetPrototype(
               response_type)),
       options_(std::move(options)),
-      render_(std::move(render)) {}
+      render_(std::move(render)),
+      on_error_(std::move(on_error)) {}
 
 void StreamWebSocket::OnOpen(std::shared_ptr<WebSocketConnection> connection) {
   {
@@ -100,8 +101,15 @@ void StreamWebSocket::OnDone(const grpc::Status& status) {
     connection_->Close(kClosePolicyViolation, "token expired");
     return;
   }
-  connection_->SendText(WebSocketErrorFor(status, "backend"));
-  connection_->Close(kCloseInternalError, "backend stream failed");
+  Ending ending;
+  if (on_error_) {
+    ending = on_error_(status);
+  } else {
+    ending.frame = WebSocketErrorFor(status, "backend");
+    ending.close_reason = "backend stream failed";
+  }
+  connection_->SendText(std::move(ending.frame));
+  connection_->Close(ending.close_code, std::move(ending.close_reason));
 }
 
 void StreamWebSocket::OnMessage(std::string text) {

@@ -15,10 +15,10 @@
 // JSON by the transcoder's rules, or `render`'s text). When the call ends:
 // OK → close 1000; the token's deadline → `{"type":"error","code":
 // "TOKEN_EXPIRED",...}` and close 1008; another error → `{"type":"error",
-// "code":REASON,"message"}` and close 1011. Client messages are answered
-// with an error (NOT_SUPPORTED); the socket stays open. A client too slow
-// for the stream is closed (websocket.h) and the call cancelled; closing the
-// socket cancels the call.
+// "code":REASON,"message"}` and close 1011, or what `on_error` makes of it.
+// Client messages are answered with an error (NOT_SUPPORTED); the socket stays
+// open. A client too slow for the stream is closed (websocket.h) and the call
+// cancelled; closing the socket cancels the call.
 
 #include <functional>
 #include <memory>
@@ -39,12 +39,22 @@ class StreamWebSocket final
  public:
   using Render = std::function<std::string(const google::protobuf::Message&)>;
 
+  // How a failed call ends the socket: the last frame, then the close.
+  struct Ending {
+    std::string frame;
+    int close_code = kCloseInternalError;
+    std::string close_reason;
+  };
+  // Shapes the ending of a call that failed (an expired token excepted).
+  using OnError = std::function<Ending(const grpc::Status&)>;
+
   // `response_type` is the stream's message type (in the generated pool).
   // `options.deadline` is when the token that opened the socket expires.
   StreamWebSocket(BackendCalls* calls, std::string rpc_path,
                   std::unique_ptr<google::protobuf::Message> request,
                   const google::protobuf::Descriptor* response_type,
-                  CallOptions options, Render render = nullptr);
+                  CallOptions options, Render render = nullptr,
+                  OnError on_error = nullptr);
 
   void OnOpen(std::shared_ptr<WebSocketConnection> connection) override;
   void OnMessage(std::string text) override;
@@ -60,6 +70,7 @@ class StreamWebSocket final
   const google::protobuf::Message* prototype_;
   const CallOptions options_;
   const Render render_;
+  const OnError on_error_;
 
   absl::Mutex mu_;
   std::shared_ptr<WebSocketConnection> connection_ ABSL_GUARDED_BY(mu_);

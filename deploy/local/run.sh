@@ -53,6 +53,8 @@ export MQTT_BRIDGE_LISTEN_ADDR="${MQTT_BRIDGE_LISTEN_ADDR:-127.0.0.1:50054}"
 export MQTT_BRIDGE_ADDR="${MQTT_BRIDGE_ADDR:-127.0.0.1:50054}"
 export ORCHESTRATOR_LISTEN_ADDR="${ORCHESTRATOR_LISTEN_ADDR:-127.0.0.1:50052}"
 export ORCHESTRATOR_ADDR="${ORCHESTRATOR_ADDR:-127.0.0.1:50052}"
+export DISCOVERY_LISTEN_ADDR="${DISCOVERY_LISTEN_ADDR:-127.0.0.1:50053}"
+export DISCOVERY_ADDR="${DISCOVERY_ADDR:-127.0.0.1:50053}"
 # auto: Docker when its socket answers, else local processes.
 export IOT2MQTT_RUNTIME="${IOT2MQTT_RUNTIME:-auto}"
 export MQTT_PORT="${MQTT_PORT:-1883}"
@@ -63,7 +65,7 @@ IOT2MQTT_RUN_DEMO="${IOT2MQTT_RUN_DEMO:-true}"
 LOG_DIR="$IOT2MQTT_DATA_DIR/logs"
 mkdir -p "$LOG_DIR"
 
-for binary in iot2mqtt-config iot2mqtt-mqtt-bridge iot2mqtt-orchestrator iot2mqtt-gateway iot2mqtt-connector-demo; do
+for binary in iot2mqtt-config iot2mqtt-mqtt-bridge iot2mqtt-orchestrator iot2mqtt-discovery iot2mqtt-gateway iot2mqtt-connector-demo; do
   [[ -x "$BIN/$binary" ]] || { echo "run: $BIN/$binary is missing; run 'make build' first" >&2; exit 1; }
 done
 
@@ -154,6 +156,8 @@ start mqtt-bridge "$BIN/iot2mqtt-mqtt-bridge"
 wait_port 127.0.0.1 "$(port_of "$MQTT_BRIDGE_LISTEN_ADDR")" 15 || { echo "run: mqtt-bridge did not start (see $LOG_DIR/mqtt-bridge.log)" >&2; exit 1; }
 start orchestrator "$BIN/iot2mqtt-orchestrator"
 wait_port 127.0.0.1 "$(port_of "$ORCHESTRATOR_LISTEN_ADDR")" 15 || { echo "run: orchestrator did not start (see $LOG_DIR/orchestrator.log)" >&2; exit 1; }
+start discovery "$BIN/iot2mqtt-discovery"
+wait_port 127.0.0.1 "$(port_of "$DISCOVERY_LISTEN_ADDR")" 15 || { echo "run: discovery service did not start (see $LOG_DIR/discovery.log)" >&2; exit 1; }
 start gateway "$BIN/iot2mqtt-gateway"
 GATEWAY_PORT="$(port_of "$GATEWAY_LISTEN_ADDR")"
 wait_port 127.0.0.1 "$GATEWAY_PORT" 15 || { echo "run: gateway did not start (see $LOG_DIR/gateway.log)" >&2; exit 1; }
@@ -167,7 +171,8 @@ cat <<INFO
     Health         http://localhost:$GATEWAY_PORT/api/health
     Metrics        http://localhost:$GATEWAY_PORT/metrics
     gRPC           config $CONFIG_SERVICE_ADDR, orchestrator $ORCHESTRATOR_ADDR,
-                   mqtt-bridge $MQTT_BRIDGE_ADDR (reflection on)
+                   mqtt-bridge $MQTT_BRIDGE_ADDR, discovery $DISCOVERY_ADDR
+                   (reflection on)
     Runtime        $IOT2MQTT_RUNTIME (see $LOG_DIR/orchestrator.log for the one chosen)
     MQTT broker    $MQTT_HOST:$MQTT_PORT
 $DEMO_LINE

@@ -127,6 +127,8 @@ const char* KindName(Change::Kind kind) {
       return "device_config";
     case Change::Kind::kCatalogue:
       return "catalogue";
+    case Change::Kind::kDiscoveredDevice:
+      return "discovered_device";
   }
   return "unknown";
 }

@@ -25,7 +25,13 @@
 namespace iot2mqtt::config {
 
 struct Change {
-  enum class Kind { kInstance, kSettings, kDeviceConfig, kCatalogue };
+  enum class Kind {
+    kInstance,
+    kSettings,
+    kDeviceConfig,
+    kCatalogue,
+    kDiscoveredDevice
+  };
   enum class Action { kCreated, kUpdated, kDeleted };
   Kind kind = Kind::kInstance;
   Action action = Action::kUpdated;
@@ -33,6 +39,7 @@ struct Change {
   std::string instance_id;  // kInstance.
   std::string mac_address;  // kDeviceConfig.
   std::string settings;     // kSettings: "mqtt", "access_key", ...
+  std::string device_id;    // kDiscoveredDevice: "" when several changed.
   // Set by ChangeLog.
   uint64_t revision = 0;
   absl::Time time;

@@ -173,6 +173,9 @@ v1::ChangeEvent ToProto(const Change& change, const ChangeLog& log) {
       case Change::Kind::kCatalogue:
         event.set_kind(v1::ChangeEvent::CATALOGUE);
         break;
+      case Change::Kind::kDiscoveredDevice:
+        event.set_kind(v1::ChangeEvent::DISCOVERED_DEVICE);
+        break;
     }
     switch (change.action) {
       case Change::Action::kCreated:
@@ -190,6 +193,7 @@ v1::ChangeEvent ToProto(const Change& change, const ChangeLog& log) {
   event.set_instance_id(change.instance_id);
   event.set_mac_address(change.mac_address);
   event.set_settings(change.settings);
+  event.set_device_id(change.device_id);
   *event.mutable_time() =
       google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
           absl::ToUnixNanos(change.time));
@@ -209,6 +213,20 @@ void ConfigServiceImpl::Changed(Change::Kind kind, Change::Action action,
   if (d_.changes_total != nullptr) {
     d_.changes_total
         ->Add({{"kind", KindName(kind)}, {"action", ActionName(action)}})
+        .Increment();
+  }
+  d_.changes.Append(std::move(change));
+}
+
+void ConfigServiceImpl::DiscoveredDeviceChanged(Change::Action action,
+                                                std::string device_id) {
+  Change change;
+  change.kind = Change::Kind::kDiscoveredDevice;
+  change.action = action;
+  change.device_id = std::move(device_id);
+  if (d_.changes_total != nullptr) {
+    d_.changes_total
+        ->Add({{"kind", KindName(change.kind)}, {"action", ActionName(action)}})
         .Increment();
   }
   d_.changes.Append(std::move(change));
@@ -590,6 +608,73 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetRuntimeConfig(
     response->set_enabled(parsed.ok() ? parsed->GetBool("enabled", true)
                                       : true);
     response->set_instance(std::move(document));
+    return absl::OkStatus();
+  });
+}
+
+// --- Discovered devices -----------------------------------------------------
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::ListDiscoveredDevices(
+    grpc::CallbackServerContext* context,
+    const v1::ListDiscoveredDevicesRequest* request,
+    v1::ListDiscoveredDevicesResponse* response) {
+  return Run(context, "ListDiscoveredDevices", [this, request, response] {
+    IOT2MQTT_ASSIGN_OR_RETURN(
+        DiscoveredDeviceStore::Listing listing,
+        d_.discovered_devices.List(request->integration()));
+    for (DiscoveredDevice& device : listing.devices) {
+      *response->add_devices() = std::move(device);
+    }
+    response->set_last_scan(std::move(listing.last_scan));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::RecordDiscoveredDevices(
+    grpc::CallbackServerContext* context,
+    const v1::RecordDiscoveredDevicesRequest* request,
+    v1::RecordDiscoveredDevicesResponse* response) {
+  return Run(context, "RecordDiscoveredDevices", [this, request, response] {
+    const std::vector<DiscoveredDevice> reported(request->devices().begin(),
+                                                 request->devices().end());
+    IOT2MQTT_ASSIGN_OR_RETURN(
+        DiscoveredDeviceStore::RecordResult result,
+        d_.discovered_devices.Record(request->integration(), reported,
+                                     request->scan_completed()));
+    for (DiscoveredDevice& device : result.devices) {
+      *response->add_devices() = std::move(device);
+    }
+    response->set_new_devices(result.new_devices);
+    if (result.changed) {
+      DiscoveredDeviceChanged(result.new_devices > 0 ? Change::Action::kCreated
+                                                     : Change::Action::kUpdated,
+                              result.single_device_id);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::MarkDiscoveredDeviceAdded(
+    grpc::CallbackServerContext* context,
+    const v1::MarkDiscoveredDeviceAddedRequest* request,
+    v1::DiscoveredDevice* response) {
+  return Run(context, "MarkDiscoveredDeviceAdded", [this, request, response] {
+    IOT2MQTT_ASSIGN_OR_RETURN(
+        *response, d_.discovered_devices.MarkAdded(request->device_id(),
+                                                   request->instance_id()));
+    DiscoveredDeviceChanged(Change::Action::kUpdated, request->device_id());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteDiscoveredDevice(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteDiscoveredDeviceRequest* request,
+    v1::DeleteDiscoveredDeviceResponse* response) {
+  return Run(context, "DeleteDiscoveredDevice", [this, request] {
+    IOT2MQTT_RETURN_IF_ERROR(
+        d_.discovered_devices.Delete(request->device_id()));
+    DiscoveredDeviceChanged(Change::Action::kDeleted, request->device_id());
     return absl::OkStatus();
   });
 }

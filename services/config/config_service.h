@@ -10,6 +10,7 @@
 #include "services/config/catalogue.h"
 #include "services/config/change_log.h"
 #include "services/config/device_config_store.h"
+#include "services/config/discovered_device_store.h"
 #include "services/config/file_secret_vault.h"
 #include "services/config/instance_store.h"
 #include "services/config/mqtt_settings.h"
@@ -28,6 +29,7 @@ struct ConfigDomain {
   Authenticator& authenticator;
   ConnectorCatalogue& catalogue;
   InstanceStore& instances;
+  DiscoveredDeviceStore& discovered_devices;
   FileSecretVault& vault;
   ChangeLog& changes;
   // Runs the handlers' blocking work (file I/O, password hashing).
@@ -159,6 +161,23 @@ class ConfigServiceImpl final
       const v1::GetRuntimeConfigRequest* request,
       v1::GetRuntimeConfigResponse* response) override;
 
+  grpc::ServerUnaryReactor* ListDiscoveredDevices(
+      grpc::CallbackServerContext* context,
+      const v1::ListDiscoveredDevicesRequest* request,
+      v1::ListDiscoveredDevicesResponse* response) override;
+  grpc::ServerUnaryReactor* RecordDiscoveredDevices(
+      grpc::CallbackServerContext* context,
+      const v1::RecordDiscoveredDevicesRequest* request,
+      v1::RecordDiscoveredDevicesResponse* response) override;
+  grpc::ServerUnaryReactor* MarkDiscoveredDeviceAdded(
+      grpc::CallbackServerContext* context,
+      const v1::MarkDiscoveredDeviceAddedRequest* request,
+      v1::DiscoveredDevice* response) override;
+  grpc::ServerUnaryReactor* DeleteDiscoveredDevice(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteDiscoveredDeviceRequest* request,
+      v1::DeleteDiscoveredDeviceResponse* response) override;
+
   grpc::ServerWriteReactor<v1::ChangeEvent>* WatchChanges(
       grpc::CallbackServerContext* context,
       const v1::WatchChangesRequest* request) override;
@@ -172,6 +191,8 @@ class ConfigServiceImpl final
   void Changed(Change::Kind kind, Change::Action action,
                std::string connector = "", std::string instance_id = "",
                std::string mac_address = "", std::string settings = "");
+  // A DISCOVERED_DEVICE event; `device_id` "" when several changed.
+  void DiscoveredDeviceChanged(Change::Action action, std::string device_id);
 
   ConfigDomain d_;
 };

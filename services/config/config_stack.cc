@@ -60,6 +60,11 @@ absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
   stack->instances_ = std::make_unique<InstanceStore>(
       std::move(instance_options), *stack->vault_);
 
+  DiscoveredDeviceStoreOptions discovered_options;
+  discovered_options.data_dir = options.data_dir;
+  stack->discovered_devices_ =
+      std::make_unique<DiscoveredDeviceStore>(std::move(discovered_options));
+
   stack->files_ = std::make_unique<FileDeviceConfigStore>(options.esp32_dir);
   stack->metrics_ = std::make_unique<ConfigMetrics>(*stack->registry_);
   stack->device_configs_ = std::make_unique<InstrumentedDeviceConfigStore>(
@@ -74,8 +79,8 @@ absl::StatusOr<std::unique_ptr<ConfigStack>> ConfigStack::Open(
   stack->service_ = std::make_unique<ConfigServiceImpl>(ConfigDomain{
       *stack->device_configs_, *stack->settings_, *stack->mqtt_,
       *stack->access_keys_, *stack->tokens_, *stack->authenticator_,
-      *stack->catalogue_, *stack->instances_, *stack->vault_, *stack->changes_,
-      *stack->pool_, changes_total});
+      *stack->catalogue_, *stack->instances_, *stack->discovered_devices_,
+      *stack->vault_, *stack->changes_, *stack->pool_, changes_total});
   return stack;
 }
 

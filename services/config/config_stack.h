@@ -8,6 +8,7 @@
 //   <data_dir>/instances/         instance documents (InstanceStore)
 //   <data_dir>/secrets/           encrypted secret values (FileSecretVault)
 //   <data_dir>/auth/              access-key hash, token secret
+//   <data_dir>/discovered_devices.json  what discovery scans found
 //   <connectors_dir>/             the catalogue (read only)
 //   <esp32_dir>/                  ESP32 device configs (never created)
 
@@ -23,6 +24,7 @@
 #include "services/config/config_metrics.h"
 #include "services/config/config_service.h"
 #include "services/config/device_config_store.h"
+#include "services/config/discovered_device_store.h"
 #include "services/config/file_secret_vault.h"
 #include "services/config/instance_store.h"
 #include "services/config/mqtt_settings.h"
@@ -61,6 +63,7 @@ class ConfigStack {
   TokenService& tokens() { return *tokens_; }
   ConnectorCatalogue& catalogue() { return *catalogue_; }
   InstanceStore& instances() { return *instances_; }
+  DiscoveredDeviceStore& discovered_devices() { return *discovered_devices_; }
   FileSecretVault& vault() { return *vault_; }
   ChangeLog& changes() { return *changes_; }
   const std::shared_ptr<prometheus::Registry>& registry() { return registry_; }
@@ -79,6 +82,7 @@ class ConfigStack {
   std::unique_ptr<MqttSettingsStore> mqtt_;
   std::unique_ptr<ConnectorCatalogue> catalogue_;
   std::unique_ptr<InstanceStore> instances_;
+  std::unique_ptr<DiscoveredDeviceStore> discovered_devices_;
   std::unique_ptr<FileDeviceConfigStore> files_;
   std::unique_ptr<ConfigMetrics> metrics_;
   std::unique_ptr<InstrumentedDeviceConfigStore> device_configs_;

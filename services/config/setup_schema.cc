@@ -36,7 +36,7 @@ constexpr const char* kStandardFieldTypes[] = {
     "text", "password", "number", "select",  "checkbox",
     "ip",   "url",      "email",  "textarea"};
 constexpr const char* kToolNetworks[] = {"none", "local", "internet"};
-constexpr int64_t kMaxToolTimeoutSeconds = 3600;
+constexpr int64_t kMaxToolTimeoutSeconds = 600;
 
 // Parses `text` strictly: sdk::RewriteJson first (UTF-8, nesting depth,
 // RFC 8259), so the error names the offset; then into `document`.

@@ -36,62 +36,24 @@
 #include "rapidjson/document.h"
 #include "services/common/grpc_status.h"
 #include "services/common/status.h"
+#include "tests/e2e/e2e_stack.h"
 #include "tests/support/stream_client.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::testing {
 namespace {
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using e2e::Bearer;
+using e2e::CheckErrorBody;
+using e2e::CheckUnauthorized;
+using e2e::Headers;
+using e2e::Parse;
+using e2e::Stack;
+using e2e::StackOptions;
+using e2e::Str;
 
 constexpr char kMac[] = "a4-cf-12-34-56-78";
 constexpr char kHidden[] = "***HIDDEN***";
-
-rapidjson::Document Parse(const std::string& body) {
-  rapidjson::Document doc;
-  doc.Parse(body.c_str(), body.size());
-  INFO(body);
-  REQUIRE_FALSE(doc.HasParseError());
-  return doc;
-}
-
-std::string Str(const rapidjson::Value& v, const char* key) {
-  INFO(key);
-  REQUIRE(v.IsObject());
-  REQUIRE(v.HasMember(key));
-  REQUIRE(v[key].IsString());
-  return v[key].GetString();
-}
-
-// Asserts the unified error body (error, code, details, correlationId,
-// detail) with `code`.
-void CheckErrorBody(const HttpResponse& r, int status,
-                    const std::string& code) {
-  INFO(r.status << " " << r.body);
-  CHECK(r.status == status);
-  rapidjson::Document doc = Parse(r.body);
-  CHECK(Str(doc, "code") == code);
-  CHECK_FALSE(Str(doc, "error").empty());
-  CHECK(Str(doc, "detail") == Str(doc, "error"));
-  REQUIRE(doc.HasMember("details"));
-  CHECK((doc["details"].IsNull() || doc["details"].IsObject()));
-  CHECK(Str(doc, "correlationId") == r.Header("X-Correlation-ID"));
-  CHECK_FALSE(r.Header("X-Correlation-ID").empty());
-}
-
-// A 401 carries the unified body and a bearer challenge.
-void CheckUnauthorized(const HttpResponse& r, const std::string& code) {
-  CheckErrorBody(r, 401, code);
-  CHECK(r.Header("WWW-Authenticate") == "Bearer");
-}
-
-Headers Bearer(const std::string& token) {
-  return {{"Authorization", absl::StrCat("Bearer ", token)}};
-}
-
-std::string LoginBody(const std::string& key) {
-  return absl::StrCat(R"({"key":")", key, "\"}");
-}
 
 // The bytes of every regular file under `root` (recursively) and the names
 // of its directories, by relative path.
@@ -161,166 +123,6 @@ void SetDeadline(grpc::ClientContext* context) {
                         std::chrono::seconds(30));
 }
 
-struct StackOptions {
-  // WEB_ACCESS_KEY for the config service; none when empty.
-  std::string access_key;
-  bool start_gateway = true;
-  std::map<std::string, std::string> gateway_env;
-  std::map<std::string, std::string> config_env = {};
-};
-
-// Starts `binary` listening on a free loopback port, given through the
-// environment variable `address_variable`, and waits until `ready(port)`.
-// FreePort's port was free a moment ago; on a busy machine another process
-// may take it before the child binds, so a child that exits saying the
-// address is in use is started again on another port.
-std::unique_ptr<ChildProcess> StartListening(
-    const std::string& binary, std::map<std::string, std::string> env,
-    const std::string& address_variable, const std::string& log_path,
-    const std::function<bool(int)>& ready, int* port) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    *port = FreePort();
-    env[address_variable] = absl::StrCat("127.0.0.1:", *port);
-    auto child = ChildProcess::Start(BinaryPath(binary), {}, env, log_path);
-    REQUIRE(child.ok());
-    std::unique_ptr<ChildProcess> process = std::move(*child);
-    bool up = WaitFor([&] { return !process->Running() || ready(*port); },
-                      absl::Seconds(20));
-    if (up && process->Running()) return process;
-    const std::string log = ReadFile(log_path);
-    INFO(binary << " did not start: " << log);
-    REQUIRE(absl::StrContains(log, "in use"));
-  }
-  FAIL("no free port for " << binary);
-  return nullptr;
-}
-
-// One installation: iot2mqtt-config (+ iot2mqtt-gateway) with their own data
-// directory. Logs go to <tmp>/logs, the data to <tmp>/data.
-class Stack {
- public:
-  // A graceful stop of the orchestrator stops the connector processes it
-  // started (they live in sessions of their own, out of reach of the
-  // process-group kill of ChildProcess).
-  ~Stack() {
-    if (orchestrator_ != nullptr && orchestrator_->Running()) {
-      orchestrator_->Signal(SIGTERM);
-      (void)orchestrator_->Wait(absl::Seconds(15));
-    }
-  }
-
-  explicit Stack(StackOptions options = {}) : options_(std::move(options)) {
-    REQUIRE(mkdir(dir_.Join("logs").c_str(), 0755) == 0);
-    REQUIRE(mkdir(dir_.Join("esp32-configs").c_str(), 0755) == 0);
-    config_ = StartListening(
-        "iot2mqtt-config", ConfigEnv(), "CONFIG_LISTEN_ADDR", config_log(),
-        [](int port) { return PortAccepts(port); }, &config_port_);
-    if (!options_.start_gateway) return;
-    // The orchestrator serves the configured-integration views; it runs
-    // instances as local processes, whose broker (and the bridge) is a
-    // closed loopback port.
-    orchestrator_ = StartListening(
-        "iot2mqtt-orchestrator",
-        {{"IOT2MQTT_DATA_DIR", data_dir()},
-         {"IOT2MQTT_CONNECTORS_DIR", SourcePath("connectors")},
-         {"CONFIG_SERVICE_ADDR", config_target()},
-         {"MQTT_BRIDGE_ADDR", closed_target_},
-         {"IOT2MQTT_RUNTIME", "process"},
-         {"PROCESS_STOP_ON_EXIT", "true"},
-         {"LOG_LEVEL", "DEBUG"}},
-        "ORCHESTRATOR_LISTEN_ADDR", orchestrator_log(),
-        [](int port) { return PortAccepts(port); }, &orchestrator_port_);
-    std::map<std::string, std::string> env = {
-        {"CONFIG_SERVICE_ADDR", config_target()},
-        {"ORCHESTRATOR_ADDR", absl::StrCat("127.0.0.1:", orchestrator_port_)},
-        {"MQTT_BRIDGE_ADDR", closed_target_},
-        {"LOG_LEVEL", "DEBUG"}};
-    for (const auto& [name, value] : options_.gateway_env) env[name] = value;
-    gateway_ = StartListening(
-        "iot2mqtt-gateway", env, "GATEWAY_LISTEN_ADDR", gateway_log(),
-        [](int port) { return HttpRequest(port, "GET", "/api/health").ok(); },
-        &gateway_port_);
-  }
-
-  // The config service's environment (also the CLI's).
-  std::map<std::string, std::string> ConfigEnv() const {
-    std::map<std::string, std::string> env = {
-        {"ESP32_CONFIGS_DIR", dir_.Join("esp32-configs")},
-        {"IOT2MQTT_DATA_DIR", data_dir()},
-        {"IOT2MQTT_CONNECTORS_DIR", SourcePath("connectors")},
-        {"CONFIG_LISTEN_ADDR", config_target()},
-        {"MQTT_HOST", "127.0.0.1"},
-        {"MQTT_PORT", closed_target_.substr(closed_target_.find(':') + 1)},
-        {"LOG_LEVEL", "DEBUG"}};
-    if (!options_.access_key.empty()) {
-      env["WEB_ACCESS_KEY"] = options_.access_key;
-    }
-    for (const auto& [name, value] : options_.config_env) env[name] = value;
-    return env;
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& body = "", const Headers& headers = {}) {
-    auto r = HttpRequest(gateway_port_, method, target, body, headers);
-    INFO(method << " " << target);
-    REQUIRE(r.ok());
-    return *r;
-  }
-  HttpResponse Login(const std::string& key) {
-    return Call("POST", "/api/auth/login", LoginBody(key));
-  }
-  // A token for `key`; the login must succeed.
-  std::string TokenFor(const std::string& key) {
-    HttpResponse r = Login(key);
-    INFO(r.body);
-    REQUIRE(r.status == 200);
-    return Str(Parse(r.body), "token");
-  }
-
-  // Stops both services cleanly (SIGTERM), so every log line is written.
-  void Stop() {
-    for (ChildProcess* child :
-         {gateway_.get(), orchestrator_.get(), config_.get()}) {
-      if (child == nullptr) continue;
-      child->Signal(SIGTERM);
-      auto code = child->Wait(absl::Seconds(10));
-      REQUIRE(code.ok());
-      CHECK(*code == 0);
-    }
-  }
-
-  std::string Logs() const {
-    std::string logs = ReadFile(config_log());
-    if (gateway_ != nullptr) logs += ReadFile(gateway_log());
-    if (orchestrator_ != nullptr) logs += ReadFile(orchestrator_log());
-    return logs;
-  }
-
-  const TempDir& dir() const { return dir_; }
-  std::string data_dir() const { return dir_.Join("data"); }
-  std::string config_log() const { return dir_.Join("logs/config.log"); }
-  std::string gateway_log() const { return dir_.Join("logs/gateway.log"); }
-  std::string orchestrator_log() const {
-    return dir_.Join("logs/orchestrator.log");
-  }
-  std::string config_target() const {
-    return absl::StrCat("127.0.0.1:", config_port_);
-  }
-  int gateway_port() const { return gateway_port_; }
-
- private:
-  TempDir dir_;
-  StackOptions options_;
-  // Nothing listens there.
-  std::string closed_target_ = absl::StrCat("127.0.0.1:", FreePort());
-  int config_port_ = 0;
-  int gateway_port_ = 0;
-  int orchestrator_port_ = 0;
-  std::unique_ptr<ChildProcess> config_;
-  std::unique_ptr<ChildProcess> orchestrator_;
-  std::unique_ptr<ChildProcess> gateway_;
-};
-
 // Routes served without a token.
 bool IsPublic(const std::string& method, const std::string& path) {
   if (path == "/api/auth/login") return method == "POST";
@@ -358,7 +160,9 @@ std::vector<Endpoint> ProtectedEndpoints(const std::string& openapi_json) {
                                       {"{connector}", "demo"},
                                       {"{instance_id}", "x1"},
                                       {"{device_id}", "lamp"},
-                                      {"{id}", "c1"}});
+                                      {"{id}", "c1"},
+                                      {"{integration}", "demo"},
+                                      {"{session_id}", "s1"}});
       INFO(templ);
       REQUIRE(target.find('{') == std::string::npos);
       out.push_back({method, target});

@@ -14,7 +14,7 @@ TEST_CASE("defaults") {
   absl::StatusOr<GatewayOptions> options = LoadGatewayOptions(reader);
   REQUIRE(options.ok());
   CHECK(options->listen_address == "0.0.0.0:8080");
-  REQUIRE(options->backends.size() == 3);
+  REQUIRE(options->backends.size() == 4);
   CHECK(options->backends[0].name == "config");
   CHECK(options->backends[0].address == "127.0.0.1:50051");
   CHECK(options->backends[0].services ==
@@ -28,9 +28,14 @@ TEST_CASE("defaults") {
   CHECK(options->backends[2].services ==
         std::vector<std::string>{
             "iot2mqtt.orchestrator.v1.OrchestratorService"});
-  // A broker or runtime outage must not fail the gateway's liveness.
+  CHECK(options->backends[3].name == "discovery");
+  CHECK(options->backends[3].address == "127.0.0.1:50053");
+  CHECK(options->backends[3].services ==
+        std::vector<std::string>{"iot2mqtt.discovery.v1.DiscoveryService"});
+  // A broker, runtime or discovery outage must not fail the gateway's
+  // liveness.
   CHECK(options->optional_backends ==
-        std::vector<std::string>{"mqtt-bridge", "orchestrator"});
+        std::vector<std::string>{"mqtt-bridge", "orchestrator", "discovery"});
   CHECK(options->ws_max_message_bytes == 65536);
   CHECK(options->ws_queue_bytes == 1048576);
   CHECK(options->ws_idle_timeout == absl::Seconds(60));
@@ -52,6 +57,8 @@ TEST_CASE("every variable is read") {
                    {"GATEWAY_READ_TIMEOUT_SECONDS", "5"},
                    {"GATEWAY_BACKEND_DEADLINE_MS", "250"},
                    {"MQTT_BRIDGE_ADDR", "bridge:50054"},
+                   {"ORCHESTRATOR_ADDR", "orchestrator:50052"},
+                   {"DISCOVERY_ADDR", "discovery:50053"},
                    {"GATEWAY_WS_MAX_MESSAGE_BYTES", "4096"},
                    {"GATEWAY_WS_QUEUE_BYTES", "8192"},
                    {"GATEWAY_WS_IDLE_TIMEOUT_SECONDS", "20"}});
@@ -68,6 +75,8 @@ TEST_CASE("every variable is read") {
   CHECK(options->read_timeout == absl::Seconds(5));
   CHECK(options->backend_deadline == absl::Milliseconds(250));
   CHECK(options->backends[1].address == "bridge:50054");
+  CHECK(options->backends[2].address == "orchestrator:50052");
+  CHECK(options->backends[3].address == "discovery:50053");
   CHECK(options->ws_max_message_bytes == 4096);
   CHECK(options->ws_queue_bytes == 8192);
   CHECK(options->ws_idle_timeout == absl::Seconds(20));
@@ -76,6 +85,7 @@ TEST_CASE("every variable is read") {
 TEST_CASE("every problem is reported at once") {
   sdk::MapEnv env({{"GATEWAY_LISTEN_ADDR", "nonsense"},
                    {"CONFIG_SERVICE_ADDR", "no-port"},
+                   {"DISCOVERY_ADDR", "discovery"},
                    {"GATEWAY_THREADS", "0"},
                    {"GATEWAY_MAX_BODY_BYTES", "lots"},
                    {"GATEWAY_READ_TIMEOUT_SECONDS", "-1"},
@@ -85,7 +95,8 @@ TEST_CASE("every problem is reported at once") {
   REQUIRE_FALSE(options.ok());
   std::string message(options.status().message());
   for (const char* name :
-       {"GATEWAY_LISTEN_ADDR", "CONFIG_SERVICE_ADDR", "GATEWAY_THREADS",
+       {"GATEWAY_LISTEN_ADDR", "CONFIG_SERVICE_ADDR", "DISCOVERY_ADDR",
+        "GATEWAY_THREADS",
         "GATEWAY_MAX_BODY_BYTES", "GATEWAY_READ_TIMEOUT_SECONDS",
         "GATEWAY_BACKEND_DEADLINE_MS"}) {
     INFO(message);
