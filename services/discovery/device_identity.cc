@@ -284,9 +284,31 @@ absl::StatusOr<std::string> InstanceDocumentFor(const DiscoveredDevice& device,
   if (name.empty()) name = device.name();
   if (name.empty()) name = device_id;
 
+  // The create body's `config` becomes the document's `connection` (the
+  // config service's create shape): the device's address, then whatever the
+  // caller gave, which wins.
+  absl::StatusOr<std::vector<sdk::JsonMember>> given =
+      sdk::SplitJsonObject(config);
+  if (!given.ok()) {
+    return common::WithReason(
+        absl::InvalidArgumentError(absl::StrCat(
+            "config must be a JSON object: ", given.status().message())),
+        kInvalidConfig);
+  }
+  auto is_given = [&given](absl::string_view key) {
+    for (const sdk::JsonMember& member : *given) {
+      if (member.key == key) return true;
+    }
+    return false;
+  };
   sdk::JsonObjectBuilder connection;
-  if (!device.ip().empty()) connection.Set("ip", device.ip());
-  if (device.port() > 0) connection.Set("port", device.port());
+  if (!device.ip().empty() && !is_given("ip")) connection.Set("ip", device.ip());
+  if (device.port() > 0 && !is_given("port")) {
+    connection.Set("port", device.port());
+  }
+  for (const sdk::JsonMember& member : *given) {
+    connection.SetRaw(member.key, member.value);
+  }
 
   sdk::JsonObjectBuilder entry;
   entry.Set("device_id", device_id)
@@ -309,8 +331,7 @@ absl::StatusOr<std::string> InstanceDocumentFor(const DiscoveredDevice& device,
       .Set("friendly_name", name)
       .Set("enabled", true)
       .Set("update_interval", 10)
-      .SetRaw("connection", connection.Build())
-      .SetRaw("config", config)
+      .SetRaw("config", connection.Build())
       .SetRaw("devices", absl::StrCat("[", entry.Build(), "]"))
       .Build();
 }

@@ -40,8 +40,9 @@ std::string DefaultInstanceId(const DiscoveredDevice& device);
 // adds `device` as the only device of a new instance:
 //   {"instance_id", "connector_type": integration, "friendly_name",
 //    "enabled": true, "update_interval": 10,
-//    "connection": {"ip", "port"},
-//    "config": <config_json object, or {}>,
+//    "config": {"ip", "port"} of the device, then the members of
+//      `config_json` (which win); the config service stores a create body's
+//      `config` as the document's `connection`,
 //    "devices": [{"device_id": device_id ∥ id, "global_id":
 //      "<instance>_<device_id>", "name"/"friendly_name": friendly_name,
 //      "ip", "port", "model", "enabled": true, "capabilities"}]}

@@ -1,8 +1,10 @@
 #include "connectors/yeelight/actions/action_io.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -163,6 +165,47 @@ std::string RunValidate(absl::string_view request,
   return buffer.GetString();
 }
 
+namespace {
+
+// What a bulb can do, from the methods it lists in `support` (upstream's
+// discovery record): {power, brightness, color_temp, rgb, hsv, color_flow,
+// timer, adjust, music_mode, background_light, brightness_range,
+// color_temp_range}.
+void WriteCapabilities(Writer& writer, const std::vector<std::string>& support) {
+  auto has = [&support](absl::string_view method) {
+    return std::find(support.begin(), support.end(), method) != support.end();
+  };
+  writer.StartObject();
+  const std::pair<const char*, const char*> kFlags[] = {
+      {"power", "set_power"},       {"brightness", "set_bright"},
+      {"color_temp", "set_ct_abx"}, {"rgb", "set_rgb"},
+      {"hsv", "set_hsv"},           {"color_flow", "start_cf"},
+      {"timer", "cron_add"},        {"adjust", "set_adjust"},
+      {"music_mode", "set_music"},  {"background_light", "bg_set_power"},
+  };
+  for (const auto& [capability, method] : kFlags) {
+    writer.Key(capability);
+    writer.Bool(has(method));
+  }
+  writer.Key("brightness_range");
+  writer.StartObject();
+  writer.Key("min");
+  writer.Int(1);
+  writer.Key("max");
+  writer.Int(100);
+  writer.EndObject();
+  writer.Key("color_temp_range");
+  writer.StartObject();
+  writer.Key("min");
+  writer.Int(1700);
+  writer.Key("max");
+  writer.Int(6500);
+  writer.EndObject();
+  writer.EndObject();
+}
+
+}  // namespace
+
 std::string RunDiscover(absl::string_view request,
                         const DiscoverSettings& settings) {
   rapidjson::Document doc;
@@ -215,6 +258,10 @@ std::string RunDiscover(absl::string_view request,
                        : absl::StrCat("Yeelight ",
                                       bulb.model.empty() ? "bulb" : bulb.model,
                                       " ", bulb.host));
+    writer.Key("manufacturer");
+    String(writer, "Yeelight");
+    writer.Key("capabilities");
+    WriteCapabilities(writer, bulb.support);
     writer.Key("ssid");
     writer.Null();
     writer.Key("properties");

@@ -189,8 +189,11 @@ TEST_CASE("the instance document adds the device as the only device") {
   CHECK(Str(doc["friendly_name"]) == "Desk");
   CHECK(doc["enabled"].GetBool());
   CHECK(doc["update_interval"].GetInt() == 10);
-  CHECK(Str(doc["connection"]["ip"]) == "192.0.2.7");
-  CHECK(doc["connection"]["port"].GetInt() == 55443);
+  // `config` (stored as the document's `connection`): the device's address
+  // plus the caller's settings.
+  CHECK_FALSE(doc.HasMember("connection"));
+  CHECK(Str(doc["config"]["ip"]) == "192.0.2.7");
+  CHECK(doc["config"]["port"].GetInt() == 55443);
   CHECK(Str(doc["config"]["effect_type"]) == "smooth");
   CHECK(doc["config"]["duration"].GetInt() == 300);
   REQUIRE(doc["devices"].IsArray());
@@ -207,6 +210,18 @@ TEST_CASE("the instance document adds the device as the only device") {
   CHECK(entry["capabilities"]["power"].GetBool());
 }
 
+TEST_CASE("the caller's config wins over the device's address") {
+  DiscoveredDevice bulb = Report(R"({"ip":"192.0.2.7","port":55443})");
+  absl::StatusOr<std::string> text =
+      InstanceDocumentFor(bulb, "lamp", "", R"({"port":1234,"mode":"x"})");
+  REQUIRE(text.ok());
+  rapidjson::Document doc = Parse(*text);
+  CHECK(Str(doc["config"]["ip"]) == "192.0.2.7");
+  CHECK(doc["config"]["port"].GetInt() == 1234);
+  CHECK(Str(doc["config"]["mode"]) == "x");
+  CHECK(doc["config"].MemberCount() == 3);
+}
+
 TEST_CASE("the instance document falls back to the record's own fields") {
   DiscoveredDevice bare = Report(R"({"ip":"192.0.2.8"})", "demo");
   for (const char* config : {"", "null", "  "}) {
@@ -217,14 +232,15 @@ TEST_CASE("the instance document falls back to the record's own fields") {
     CHECK(Str(doc["instance_id"]) == DefaultInstanceId(bare));
     CHECK(Str(doc["friendly_name"]) == "Porch");
     CHECK(doc["config"].IsObject());
-    CHECK(doc["config"].MemberCount() == 0);
+    CHECK(Str(doc["config"]["ip"]) == "192.0.2.8");
+    CHECK(doc["config"].MemberCount() == 1);
     const rapidjson::Value& entry = doc["devices"][0];
     // No device id of its own: the record id is used.
     CHECK(Str(entry["device_id"]) == bare.id());
     CHECK(Str(entry["global_id"]) == DefaultInstanceId(bare) + "_" + bare.id());
     CHECK(Str(entry["model"]) == "unknown");
     CHECK_FALSE(entry.HasMember("port"));
-    CHECK_FALSE(doc["connection"].HasMember("port"));
+    CHECK_FALSE(doc["config"].HasMember("port"));
   }
 }
 

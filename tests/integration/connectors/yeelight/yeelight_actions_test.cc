@@ -165,6 +165,13 @@ TEST_CASE("discover lists the bulbs answering on the configured address") {
   CHECK(std::string(desk["model"].GetString()) == "color");
   CHECK(std::string(desk["friendly_name"].GetString()) == "Desk");
   CHECK(desk["ssid"].IsNull());
+  CHECK(std::string(desk["manufacturer"].GetString()) == "Yeelight");
+  // Capabilities follow the bulb's `support` list (the simulated colour bulb
+  // has set_rgb but no background light).
+  CHECK(desk["capabilities"]["power"].GetBool());
+  CHECK(desk["capabilities"]["rgb"].GetBool());
+  CHECK_FALSE(desk["capabilities"]["background_light"].GetBool());
+  CHECK(desk["capabilities"]["color_temp_range"]["max"].GetInt() == 6500);
   CHECK(std::string(desk["properties"]["power"].GetString()) == "on");
   CHECK(desk["properties"]["support"].IsArray());
 }
