@@ -32,6 +32,7 @@
 #include "rapidjson/writer.h"
 #include "services/common/grpc_status.h"
 #include "services/common/rpc_scope.h"
+#include "services/common/service_client.h"
 #include "services/common/status.h"
 
 namespace iot2mqtt::gateway {
@@ -200,14 +201,8 @@ Gateway::Gateway(GatewayOptions options, RouteTable routes)
   for (const BackendSpec& spec : options_.backends) {
     auto backend = std::make_unique<Backend>();
     backend->spec = spec;
-    grpc::ChannelArguments args;
-    // Come back quickly after a backend restart (the default backoff grows
-    // to two minutes, all of them answered 503).
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    backend->channel = grpc::CreateCustomChannel(
-        spec.address, grpc::InsecureChannelCredentials(), args);
+    // Comes back quickly after a backend restart.
+    backend->channel = common::MakeServiceChannel(spec.address);
     backend->stub = std::make_unique<grpc::GenericStub>(backend->channel);
     for (const std::string& service : spec.services) {
       backend_by_service_[service] = backend.get();
@@ -389,9 +384,8 @@ std::shared_ptr<CallHandle> Gateway::Stream(const std::string& rpc_path,
     absl::MutexLock done_lock(&calls_mu_);
     socket_calls_.erase(*holder);
   };
-  std::shared_ptr<StreamCall> call =
-      StreamCall::Start(backend->stub.get(), rpc_path, bytes, options,
-                        std::move(callbacks));
+  std::shared_ptr<StreamCall> call = StreamCall::Start(
+      backend->stub.get(), rpc_path, bytes, options, std::move(callbacks));
   *holder = call.get();
   socket_calls_[call.get()] = call;
   return call;
@@ -407,12 +401,12 @@ void Gateway::HandleWebSocket(const HttpRequest& request, Responder respond,
     return;
   }
   if (path != kMqttSocketRoute) {
-    respond(Error(
-        GatewayError(404, absl::StatusCode::kNotFound,
-                     absl::StrCat("no WebSocket endpoint at ",
-                                  EscapeUnprintable(request.path, 256)),
-                     "ROUTE_NOT_FOUND"),
-        request));
+    respond(
+        Error(GatewayError(404, absl::StatusCode::kNotFound,
+                           absl::StrCat("no WebSocket endpoint at ",
+                                        EscapeUnprintable(request.path, 256)),
+                           "ROUTE_NOT_FOUND"),
+              request));
     return;
   }
   if (request.method == "OPTIONS") {
@@ -464,8 +458,8 @@ absl::Duration BackendDeadlineFor(
 }
 
 void Gateway::HandleLogsSocket(const HttpRequest& request, Responder respond,
-                              const Principal& principal,
-                              const std::string& id) {
+                               const Principal& principal,
+                               const std::string& id) {
   if (request.method != "GET") {
     respond(MethodNotAllowed(request, {"GET"}, kLogsSocketRoute));
     return;
@@ -707,8 +701,7 @@ void Gateway::Handle(HttpRequest request, Responder respond) {
 
 void Gateway::Authenticate(
     const std::string& token, const std::string& correlation_id,
-    std::function<void(const grpc::Status&, const Principal& principal)>
-        next) {
+    std::function<void(const grpc::Status&, const Principal& principal)> next) {
   if (token.empty()) {
     next(common::ToGrpcStatus(common::WithReason(
              absl::UnauthenticatedError(

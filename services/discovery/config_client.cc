@@ -10,6 +10,7 @@
 #include "iot2mqtt/sdk/log.h"
 #include "services/common/grpc_status.h"
 #include "services/common/rpc_scope.h"
+#include "services/common/service_client.h"
 #include "services/common/status.h"
 
 namespace iot2mqtt::discovery {
@@ -38,14 +39,7 @@ bool IsValidName(absl::string_view name) {
 }
 
 std::shared_ptr<grpc::Channel> MakeConfigChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  // Reconnect quickly after the config service restarts (default backoff
-  // grows to 120 s).
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return common::MakeServiceChannel(address);
 }
 
 ConfigClient::ConfigClient(std::shared_ptr<grpc::Channel> channel,

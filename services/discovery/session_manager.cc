@@ -137,6 +137,8 @@ struct SessionManager::Session {
   DiscoverySession state;
   int64_t version = 1;  // Bumped on every change watchers should see.
   bool progress_reported = false;
+  // The derived progress last published by the ticker.
+  int32_t ticked_progress = -1;
   bool result_seen = false;  // A final `ok: true` result was handled.
   bool tool_failed = false;  // A final `ok: false` result was seen.
   std::string tool_error;
@@ -396,9 +398,16 @@ SessionManager::SessionManager(SessionManagerOptions options,
     : options_(std::move(options)),
       executor_(executor),
       store_(store),
-      connectors_(connectors) {}
+      connectors_(connectors) {
+  ticker_ = std::thread([this] { Tick(); });
+}
 
 SessionManager::~SessionManager() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  ticker_.join();
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
@@ -735,6 +744,31 @@ void SessionManager::Unwatch(int64_t handle) {
   absl::MutexLock lock(&mu_);
   watchers_.erase(handle);
   session->delivered.erase(handle);
+}
+
+void SessionManager::Tick() {
+  while (true) {
+    std::vector<std::shared_ptr<Session>> changed;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time deadline = absl::Now() + options_.progress_tick;
+      mu_.AwaitWithDeadline(absl::Condition(&stopping_), deadline);
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      for (auto& [id, session] : sessions_) {
+        if (session->finished || session->progress_reported) continue;
+        const int32_t progress = session->Snapshot(now).progress();
+        if (progress != session->ticked_progress) {
+          session->ticked_progress = progress;
+          ++session->version;
+          changed.push_back(session);
+        }
+      }
+    }
+    for (const std::shared_ptr<Session>& session : changed) {
+      Session::Publish(this, session.get());
+    }
+  }
 }
 
 void SessionManager::Sweep() {

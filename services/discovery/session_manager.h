@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -59,6 +60,9 @@ struct SessionManagerOptions {
   int max_log_lines = 200;
   // More sessions running at once: RESOURCE_EXHAUSTED TOO_MANY_SESSIONS.
   int max_running = 8;
+  // While a tool reports no progress of its own, watchers get the progress
+  // derived from the elapsed time this often (when it changed).
+  absl::Duration progress_tick = absl::Seconds(1);
 };
 
 class SessionManager {
@@ -104,6 +108,8 @@ class SessionManager {
  private:
   struct Session;
   void Run(std::shared_ptr<Session> session);
+  // The ticker thread: publishes derived progress of running sessions.
+  void Tick();
 
   SessionManagerOptions options_;
   ToolExecutor* executor_;
@@ -116,6 +122,8 @@ class SessionManager {
       ABSL_GUARDED_BY(mu_);
   int64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   std::function<void()> devices_changed_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread ticker_;
 };
 
 }  // namespace iot2mqtt::discovery

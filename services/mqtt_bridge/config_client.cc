@@ -7,6 +7,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "services/common/service_client.h"
 #include "services/common/status.h"
 
 namespace iot2mqtt::mqtt_bridge {
@@ -35,13 +36,9 @@ BrokerSettings FromProto(const config::v1::MqttSettings& proto) {
 
 GrpcConfigClient::GrpcConfigClient(std::string address, absl::Duration timeout)
     : address_(std::move(address)), timeout_(timeout) {
-  grpc::ChannelArguments args;
-  // Follow a restarted config service quickly.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  stub_ = config::v1::ConfigService::NewStub(grpc::CreateCustomChannel(
-      address_, grpc::InsecureChannelCredentials(), args));
+  // Follows a restarted config service quickly.
+  stub_ =
+      config::v1::ConfigService::NewStub(common::MakeServiceChannel(address_));
 }
 
 absl::StatusOr<BrokerSettings> GrpcConfigClient::Resolve() {

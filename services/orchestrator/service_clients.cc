@@ -8,6 +8,7 @@
 #include "grpcpp/security/credentials.h"
 #include "rapidjson/document.h"
 #include "services/common/grpc_status.h"
+#include "services/common/service_client.h"
 
 namespace iot2mqtt::orchestrator {
 namespace {
@@ -36,13 +37,7 @@ ConfigChange::Kind KindOf(cv1::ChangeEvent::Kind kind) {
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  // Reconnect quickly after a peer restarts (default backoff grows to 120 s).
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return common::MakeServiceChannel(address);
 }
 
 // --- Config ------------------------------------------------------------------

@@ -557,6 +557,36 @@ TEST_CASE("a session without progress reports shows elapsed time") {
   CHECK(calls[0].scan_completed);
 }
 
+TEST_CASE("watchers of a quiet tool get its elapsed-time progress") {
+  SessionManagerOptions options;
+  options.progress_tick = absl::Milliseconds(20);
+  Harness h(options);
+  const std::string gate = h.root.Join("gate");
+  h.connectors.Add("quiet", ShellConnector(h.root, "quiet", WaitForFile(gate)));
+  absl::StatusOr<DiscoverySession> started =
+      h.manager->Start("quiet", absl::Seconds(2));
+  REQUIRE(started.ok());
+  Recorder recorder;
+  REQUIRE(h.manager->Watch(started->session_id(), recorder.watcher()).ok());
+  // The tool prints nothing, yet a watcher sees the progress move.
+  CHECK(WaitFor([&] {
+    for (const DiscoverySession& state : recorder.states()) {
+      if (state.status() == "running" && state.progress() >= 1) return true;
+    }
+    return false;
+  }));
+  WriteFile(gate, "");
+  CHECK(WaitFor([&] { return recorder.HasFinal(); }));
+  std::vector<DiscoverySession> states = recorder.states();
+  int finals = 0;
+  for (const DiscoverySession& state : states) {
+    if (state.status() != "running") ++finals;
+  }
+  CHECK(finals == 1);
+  CHECK(states.back().status() == "completed");
+  CHECK(states.back().progress() == 100);
+}
+
 TEST_CASE("failures of the tool fail the session with a message") {
   Harness h;
   SECTION("ok:false") {
