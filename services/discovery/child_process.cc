@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -367,11 +368,18 @@ ChildResult RunChild(const ChildSpec& spec, CancelToken* cancel) {
   // Blocked before fork (the child resets its mask before exec).
   ScopedSigpipeBlock sigpipe_block;
 
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     return spawn_failed(absl::StrCat("fork: ", std::strerror(errno)));
   }
   if (pid == 0) {
+    // Dies with the thread that runs it (RunChild's caller blocks until the
+    // child is reaped, so that thread outlives a normal run): a service
+    // killed with SIGKILL leaves no tool behind. Checked against a parent
+    // that died before the call.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     if (setpgid(0, 0) != 0) ChildFail(report, kStageSetpgid, errno);
     for (int s = 1; s < NSIG; ++s) sigaction(s, &default_action, nullptr);
     sigprocmask(SIG_SETMASK, &empty_mask, nullptr);

@@ -212,6 +212,16 @@ class DiscoveryStack {
   DiscoveryStack& operator=(const DiscoveryStack&) = delete;
 
   // SIGTERM; the exit code.
+  // SIGKILL: no graceful stop at all.
+  void KillDiscovery() {
+    REQUIRE(discovery_ != nullptr);
+    stub_.reset();
+    discovery_->Signal(SIGKILL);
+    absl::StatusOr<int> code = discovery_->Wait(absl::Seconds(60));
+    REQUIRE(code.ok());
+    discovery_.reset();
+  }
+
   int StopDiscovery() {
     REQUIRE(discovery_ != nullptr);
     stub_.reset();  // Else the server waits its grace period for it.
@@ -351,6 +361,8 @@ class DiscoveryStack {
                  "network": "local"},
     "sleepy": {"entry": "tools/sleepy.sh", "timeout": 120,
                "network": "local"},
+    "napping": {"entry": "tools/napping.sh", "timeout": 120,
+                "network": "local"},
     "barrier": {"entry": "tools/barrier.sh", "timeout": 120,
                 "network": "local"},
     "escape": {"entry": "tools/escape.sh", "network": "local"},
@@ -375,6 +387,10 @@ class DiscoveryStack {
                 "echo $$ > sleepy.pid.tmp && mv sleepy.pid.tmp sleepy.pid\n"
                 "sleep 120\n"
                 "echo '{\"ok\":true,\"result\":{}}'\n");
+    // Becomes a single long sleep (no shell left behind it).
+    WriteScript(dir + "/tools/napping.sh",
+                "echo $$ > napping.pid.tmp && mv napping.pid.tmp napping.pid\n"
+                "exec sleep 120\n");
     // Waits until every one of the parallel calls has started.
     WriteScript(dir + "/tools/barrier.sh",
                 absl::StrCat("dir='", barrier_dir(), "'\n",
@@ -867,6 +883,33 @@ TEST_CASE("SIGTERM ends running tools and exits 0", "[discovery][shutdown]") {
   CHECK_FALSE(GroupAlive(pgid));
   INFO(status.error_message());
   CheckError(status, grpc::StatusCode::UNAVAILABLE, "SHUTTING_DOWN");
+}
+
+TEST_CASE("a tool does not outlive a killed discovery service",
+          "[discovery][shutdown]") {
+  DiscoveryStack d;
+  const std::string pid_file = d.shtools_dir() + "/napping.pid";
+  std::thread caller([&] {
+    auto stub = DiscoveryService::NewStub(Channel(d.port()));
+    v1::ExecuteToolRequest request;
+    request.set_integration("shtools");
+    request.set_tool("napping");
+    v1::ExecuteToolResponse response;
+    // The call fails when the service dies; only the tool matters here.
+    static_cast<void>(
+        stub->ExecuteTool(Context(120).get(), request, &response));
+  });
+  Joiner joiner(caller);
+  bool started = WaitFor([&] { return access(pid_file.c_str(), R_OK) == 0; },
+                         absl::Seconds(30));
+  INFO(d.Logs());
+  REQUIRE(started);
+  const pid_t pgid = std::stoi(ReadFile(pid_file));
+  CHECK(GroupAlive(pgid));
+  d.KillDiscovery();
+  // The tool (now a lone `sleep 120`) is killed with its service.
+  CHECK(WaitFor([&] { return !GroupAlive(pgid); }, absl::Seconds(30)));
+  caller.join();
 }
 
 }  // namespace
