@@ -809,9 +809,9 @@ absl::Status DiscoveryServiceImpl::AddManualDeviceBody(
   if (!request.model().empty()) report.Set("model", request.model());
   IOT2MQTT_ASSIGN_OR_RETURN(DiscoveredDevice device,
                             DeviceFromReport(integration, report.Build()));
-  const std::string instance_id = request.instance_id().empty()
-                                      ? DefaultInstanceId(device)
-                                      : request.instance_id();
+  std::string instance_id = request.instance_id().empty()
+                                ? DefaultInstanceId(device)
+                                : request.instance_id();
   IOT2MQTT_RETURN_IF_ERROR(CheckInstanceId(instance_id));
   const std::string friendly_name =
       request.friendly_name().empty() ? name : request.friendly_name();
@@ -823,8 +823,15 @@ absl::Status DiscoveryServiceImpl::AddManualDeviceBody(
   absl::MutexLock lock(&add_mu_);
   IOT2MQTT_ASSIGN_OR_RETURN(DiscoveredDeviceList list,
                             config_.ListDiscoveredDevices(integration));
+  // A device a scan found already (same id, or same address) is that
+  // record: its serial and device id stay, and no second record appears.
+  std::optional<DiscoveredDevice> found;
   for (const DiscoveredDevice& known : list.devices) {
-    if (known.id() == device.id() && known.added()) {
+    const bool same_address = request.port() > 0 &&
+                              known.ip() == request.ip() &&
+                              known.port() == request.port();
+    if (known.id() != device.id() && !same_address) continue;
+    if (known.added()) {
       return common::WithReason(
           absl::AlreadyExistsError(absl::StrCat("Device ", known.id(),
                                                 " was already added (instance ",
@@ -832,11 +839,19 @@ absl::Status DiscoveryServiceImpl::AddManualDeviceBody(
           "DEVICE_ALREADY_ADDED",
           {{"device_id", known.id()}, {"instance_id", known.instance_id()}});
     }
+    found = known;
+    break;
   }
-  IOT2MQTT_ASSIGN_OR_RETURN(std::vector<DiscoveredDevice> stored,
-                            config_.Record(integration, {device}, false));
-  devices_->Wake();
-  const DiscoveredDevice& record = stored.empty() ? device : stored.front();
+  DiscoveredDevice record;
+  if (found.has_value()) {
+    record = *std::move(found);
+  } else {
+    IOT2MQTT_ASSIGN_OR_RETURN(std::vector<DiscoveredDevice> stored,
+                              config_.Record(integration, {device}, false));
+    devices_->Wake();
+    record = stored.empty() ? device : stored.front();
+  }
+  if (request.instance_id().empty()) instance_id = DefaultInstanceId(record);
   IOT2MQTT_ASSIGN_OR_RETURN(
       std::string document,
       InstanceDocumentFor(record, instance_id, friendly_name,

@@ -758,6 +758,51 @@ TEST_CASE("discovery finds the bulb, stores it once, and adds it",
   CHECK(status.active_sessions_size() == 0);
 }
 
+TEST_CASE("a manual add of a scanned address uses the scanned record",
+          "[discovery][devices]") {
+  DiscoveryStack d;
+  grpc::Status watch_status;
+  d.Watch(d.StartSession("yeelight", 2), &watch_status);
+  INFO(watch_status.error_message() << "\n" << d.Logs());
+  REQUIRE(watch_status.ok());
+  std::vector<DiscoveredDevice> devices = d.Devices();
+  REQUIRE(devices.size() == 1);
+  const DiscoveredDevice bulb = devices[0];
+
+  v1::AddManualDeviceRequest manual;
+  manual.set_integration("yeelight");
+  manual.set_instance_id("typed_in");
+  manual.set_ip("127.0.0.1");
+  manual.set_port(d.sim().port(0));
+  v1::AddManualDeviceResponse added;
+  grpc::Status status =
+      d.stub().AddManualDevice(Context().get(), manual, &added);
+  INFO(status.error_message());
+  REQUIRE(status.ok());
+  // No second record for the same bulb; the instance names the bulb's own
+  // id, as an add from the scan would.
+  CHECK(added.device_id() == bulb.id());
+  devices = d.Devices();
+  REQUIRE(devices.size() == 1);
+  CHECK(devices[0].added());
+  CHECK(devices[0].instance_id() == "typed_in");
+  config::v1::GetInstanceRequest get;
+  get.set_connector("yeelight");
+  get.set_instance_id("typed_in");
+  config::v1::GetInstanceResponse instance;
+  REQUIRE(d.config().GetInstance(Context().get(), get, &instance).ok());
+  rapidjson::Document doc = Parse(instance.instance());
+  INFO(instance.instance());
+  REQUIRE(doc["devices"].IsArray());
+  CHECK(std::string(doc["devices"][0]["device_id"].GetString()) ==
+        bulb.device_id());
+
+  // The same address again: already added.
+  manual.set_instance_id("typed_again");
+  status = d.stub().AddManualDevice(Context().get(), manual, &added);
+  CheckError(status, grpc::StatusCode::ALREADY_EXISTS, "DEVICE_ALREADY_ADDED");
+}
+
 TEST_CASE("WatchDevices sends the list now and after every change",
           "[discovery][devices]") {
   DiscoveryStack d;
