@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Platform benchmarks (issues #5 mqtt-bridge and #6 orchestrator). Run by
-# hand, never by ctest. Builds the service binaries and the bench programs
-# (tests/bench/platform/), then runs them on 127.0.0.1 against the real
-# binaries from build/bin; each program starts its own Mosquitto, config,
-# bridge, gateway (and orchestrator), logs in with WEB_ACCESS_KEY and uses
-# the token.
+# Platform benchmarks (issues #5 mqtt-bridge and #6 orchestrator, and the
+# discovery service). Run by hand, never by ctest. Builds the service
+# binaries and the bench programs (tests/bench/platform/), then runs them on
+# 127.0.0.1 against the real binaries from build/bin; each program starts its
+# own Mosquitto, config, bridge, gateway (and orchestrator or discovery
+# service), logs in with WEB_ACCESS_KEY and uses the token.
 #
 #   run_platform_bench.sh [--ingest] [--command] [--memory] [--startup]
-#                         [--fleet] [--no-docker] [--no-build]
-#   (no selection: all of them)
+#                         [--fleet] [--tool-latency] [--tool-parallel]
+#                         [--discover] [--discovery-memory] [--discovery-idle]
+#                         [--discovery] [--no-docker] [--no-build]
+#   (no selection: all of them; --discovery: the five discovery ones)
 #
 #   ingest   libmosquitto flood of <base>/v1/instances/... topics (QoS 0 and
 #            1) with and without one /ws/mqtt client; the bridge's
@@ -22,10 +24,23 @@
 #            (targets 1 s and 3 s)
 #   fleet    50 demo instances at once, process and docker (docker: all
 #            online <= 30 s; orchestrator RSS <= 30 MB)
+#   tool-latency      POST /api/integrations/{c}/tools/execute of a trivial
+#            /bin/sh tool (network local and none), sequential, vs
+#            ExecuteTool over gRPC and the bare spawn of the same script
+#   tool-parallel     20 and 32 concurrent 1 s tools (ideal 1 s), and a 33rd
+#            call while 32 run (429 TOO_MANY_TOOLS expected)
+#   discover          Yeelight discovery {"timeout":1} against the bulb
+#            simulator with 1, 20 and 100 bulbs; a second scan adds nothing
+#   discovery-memory  iot2mqtt-discovery RSS idle and with 32 tools running
+#   discovery-idle    the first call after 0-2 s without traffic (gRPC's
+#            callback threads sleep 100 ms after 1 s idle)
+#   (no targets for these; docs/performance.md "Discovery service")
 #
 # Environment: BUILD_DIR (build), RUNS (3: repetitions of every program
 # whose figure is a median), INGEST_SECONDS (10), INGEST_TOPICS (1000),
 # COMMANDS (1000 per path and round), STARTUP_INSTANCES (5), FLEET (50),
+# TOOL_CALLS (200 per path and run), DISCOVER_BULBS (1,20,100),
+# IDLE_REPEATS (5 per probe and quiet period),
 # BENCH_BROKER_CONFIG (extra mosquitto.conf lines, `;`-separated:
 # a diagnostic knob).
 #
@@ -50,23 +65,30 @@ docker=1
 build=1
 for arg in "$@"; do
   case "$arg" in
-    --ingest|--command|--memory|--startup|--fleet) selected+=("${arg#--}") ;;
+    --ingest|--command|--memory|--startup|--fleet|--tool-latency|\
+    --tool-parallel|--discover|--discovery-memory|--discovery-idle)
+      selected+=("${arg#--}") ;;
+    --discovery) selected+=(tool-latency tool-parallel discover discovery-memory
+                            discovery-idle) ;;
     --no-docker) docker=0 ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,53p' "$0"; exit 0 ;;
     *) echo "run_platform_bench: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-((${#selected[@]})) || selected=(ingest command memory startup fleet)
+((${#selected[@]})) || selected=(ingest command memory startup fleet \
+  tool-latency tool-parallel discover discovery-memory discovery-idle)
 want() { [[ " ${selected[*]} " == *" $1 "* ]]; }
 
 if ((build)); then
   ninja -C "$BUILD" iot2mqtt-config iot2mqtt-mqtt-bridge iot2mqtt-orchestrator \
-    iot2mqtt-gateway iot2mqtt-connector-demo bridge_bench orchestrator_bench \
+    iot2mqtt-gateway iot2mqtt-connector-demo iot2mqtt-discovery \
+    iot2mqtt-yeelight-discover bridge_bench orchestrator_bench discovery_bench \
     || { echo "run_platform_bench: build failed" >&2; exit 1; }
 fi
-for b in bridge_bench orchestrator_bench iot2mqtt-config iot2mqtt-mqtt-bridge \
-  iot2mqtt-orchestrator iot2mqtt-gateway iot2mqtt-connector-demo; do
+for b in bridge_bench orchestrator_bench discovery_bench iot2mqtt-config \
+  iot2mqtt-mqtt-bridge iot2mqtt-orchestrator iot2mqtt-gateway \
+  iot2mqtt-connector-demo iot2mqtt-discovery iot2mqtt-yeelight-discover; do
   [[ -x "$BIN/$b" ]] || { echo "run_platform_bench: $BIN/$b is missing" >&2; exit 1; }
 done
 
@@ -135,6 +157,14 @@ for runtime in "${runtimes[@]}"; do
   fi
 done
 ((docker)) && command -v docker >/dev/null && docker_cleanup
+
+# Discovery service: each program repeats RUNS times itself and prints the
+# medians (discover and discovery-memory start a fresh platform per run).
+want tool-latency && run "tool-latency" "$BIN/discovery_bench" tool-latency "${TOOL_CALLS:-200}" "$RUNS"
+want tool-parallel && run "tool-parallel" "$BIN/discovery_bench" tool-parallel "$RUNS"
+want discover && run "discover" "$BIN/discovery_bench" discover "$RUNS" "${DISCOVER_BULBS:-1,20,100}"
+want discovery-memory && run "discovery-memory" "$BIN/discovery_bench" memory "$RUNS"
+want discovery-idle && run "discovery-idle" "$BIN/discovery_bench" idle "${IDLE_REPEATS:-5}"
 
 echo
 echo "== summary (full output: $OUT)"

@@ -202,6 +202,9 @@ PlatformStack::PlatformStack(StackOptions options)
     CopyFile(absl::StrCat(SourceDir(), "/connectors/demo/", file),
              root_.Join(absl::StrCat("connectors/demo/", file)));
   }
+  if (options_.prepare_connectors) {
+    options_.prepare_connectors(root_.Join("connectors"));
+  }
   sdk::testing::LoopbackBrokerOptions broker_options;
   broker_options.extra_config = options_.broker_extra_config;
   // A diagnostic knob for the driver: extra mosquitto.conf lines, `;` for
@@ -220,6 +223,7 @@ PlatformStack::PlatformStack(StackOptions options)
   bridge_port_ = testing::FreePort();
   gateway_port_ = testing::FreePort();
   orchestrator_port_ = testing::FreePort();
+  discovery_port_ = testing::FreePort();
   const std::string config_addr = absl::StrCat("127.0.0.1:", config_port_);
   const std::string bridge_addr = absl::StrCat("127.0.0.1:", bridge_port_);
   const std::string orchestrator_addr =
@@ -257,12 +261,27 @@ PlatformStack::PlatformStack(StackOptions options)
                {"LOG_LEVEL", "WARNING"}},
               "orchestrator.log", orchestrator_port_);
   }
+  if (options_.discovery) {
+    std::map<std::string, std::string> discovery_env = {
+        {"IOT2MQTT_DATA_DIR", root_.Join("data")},
+        {"IOT2MQTT_CONNECTORS_DIR", root_.Join("connectors")},
+        {"DISCOVERY_LISTEN_ADDR", absl::StrCat("127.0.0.1:", discovery_port_)},
+        {"CONFIG_SERVICE_ADDR", config_addr},
+        {"IOT2MQTT_CONNECTOR_BIN_DIR", BinDir()},
+        {"LOG_LEVEL", "WARNING"}};
+    for (const auto& [key, value] : options_.discovery_env) {
+      discovery_env[key] = value;
+    }
+    discovery_ = Start("iot2mqtt-discovery", discovery_env, "discovery.log",
+                       discovery_port_);
+  }
   gateway_ =
       Start("iot2mqtt-gateway",
             {{"GATEWAY_LISTEN_ADDR", absl::StrCat("127.0.0.1:", gateway_port_)},
              {"CONFIG_SERVICE_ADDR", config_addr},
              {"MQTT_BRIDGE_ADDR", bridge_addr},
              {"ORCHESTRATOR_ADDR", orchestrator_addr},
+             {"DISCOVERY_ADDR", absl::StrCat("127.0.0.1:", discovery_port_)},
              {"LOG_LEVEL", "WARNING"}},
             "gateway.log", gateway_port_);
 
@@ -288,6 +307,7 @@ PlatformStack::PlatformStack(StackOptions options)
 
 PlatformStack::~PlatformStack() {
   if (orchestrator_ != nullptr) StopOrchestrator();
+  if (discovery_ != nullptr) StopDiscovery();
   // Graceful stops (the destructors SIGKILL what is left).
   for (auto* child : {&gateway_, &bridge_, &config_}) {
     if (*child == nullptr) continue;
@@ -301,6 +321,13 @@ void PlatformStack::StopOrchestrator(absl::Duration timeout) {
   orchestrator_->Signal(SIGTERM);
   (void)orchestrator_->Wait(timeout);
   orchestrator_.reset();
+}
+
+void PlatformStack::StopDiscovery(absl::Duration timeout) {
+  if (discovery_ == nullptr) return;
+  discovery_->Signal(SIGTERM);
+  (void)discovery_->Wait(timeout);
+  discovery_.reset();
 }
 
 std::unique_ptr<testing::ChildProcess> PlatformStack::Start(
@@ -327,8 +354,8 @@ mqtt_bridge::v1::GetStatusResponse PlatformStack::BridgeStatus() {
 
 std::string PlatformStack::Logs(size_t tail) const {
   std::string out;
-  for (const char* name :
-       {"config.log", "bridge.log", "gateway.log", "orchestrator.log"}) {
+  for (const char* name : {"config.log", "bridge.log", "gateway.log",
+                           "orchestrator.log", "discovery.log"}) {
     absl::StrAppend(&out, "--- ", name, "\n", Tail(root_.Join(name), tail),
                     "\n");
   }

@@ -4,19 +4,22 @@
 // The real platform for the platform benchmarks (issues #5 and #6), run by
 // hand (tests/bench/run_platform_bench.sh), never by ctest: a Mosquitto on a
 // free loopback port, then iot2mqtt-config, iot2mqtt-mqtt-bridge,
-// iot2mqtt-gateway and (when asked) iot2mqtt-orchestrator from build/bin as
-// child processes over a temporary directory, a login with WEB_ACCESS_KEY,
-// and small clients: a keep-alive HTTP/1.1 connection, a WebSocket reader,
-// the bridge's gRPC stub. Every failure to set up prints why and exits 1.
+// iot2mqtt-gateway and (when asked) iot2mqtt-orchestrator and
+// iot2mqtt-discovery from build/bin as child processes over a temporary
+// directory, a login with WEB_ACCESS_KEY, and small clients: a keep-alive
+// HTTP/1.1 connection, a WebSocket reader, the bridge's gRPC stub. Every
+// failure to set up prints why and exits 1.
 //
 //   <root>/data/            IOT2MQTT_DATA_DIR
 //   <root>/connectors/demo/ the repository's demo connector (setup, manifest)
+//   <root>/connectors/...   whatever StackOptions::prepare_connectors adds
 //   <root>/esp32/           ESP32_CONFIGS_DIR
-//   <root>/{config,bridge,gateway,orchestrator}.log
+//   <root>/{config,bridge,gateway,orchestrator,discovery}.log
 
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,6 +46,15 @@ struct StackOptions {
   std::string runtime = "process";  // IOT2MQTT_RUNTIME of the orchestrator.
   std::map<std::string, std::string> bridge_env;  // Extra bridge variables.
   std::string broker_extra_config;                // mosquitto.conf lines.
+  // iot2mqtt-discovery too (IOT2MQTT_CONNECTOR_BIN_DIR = build/bin), with
+  // these extra variables. Off by default: the other benches run without
+  // it (the gateway's DISCOVERY_ADDR is then a closed loopback port).
+  bool discovery = false;
+  std::map<std::string, std::string> discovery_env = {};
+  // Called with <root>/connectors before any service starts (the config
+  // service and the discovery service read connector folders there).
+  std::function<void(const std::string& connectors_dir)> prepare_connectors =
+      nullptr;
 };
 
 // A keep-alive HTTP/1.1 connection to 127.0.0.1:port (Boost.Beast, sync).
@@ -113,6 +125,7 @@ class PlatformStack {
   void StopOrchestrator(absl::Duration timeout = absl::Seconds(60));
 
   int gateway_port() const { return gateway_port_; }
+  int config_port() const { return config_port_; }
   int bridge_port() const { return bridge_port_; }
   int orchestrator_port() const { return orchestrator_port_; }
   const std::string& token() const { return token_; }
@@ -123,6 +136,11 @@ class PlatformStack {
   pid_t orchestrator_pid() const {
     return orchestrator_ ? orchestrator_->pid() : -1;
   }
+  int discovery_port() const { return discovery_port_; }
+  pid_t discovery_pid() const { return discovery_ ? discovery_->pid() : -1; }
+  // SIGTERM to the discovery service (it stops the tools it runs: they live
+  // in process groups of their own); waits up to `timeout`.
+  void StopDiscovery(absl::Duration timeout = absl::Seconds(30));
   const std::string& root() const { return root_.path(); }
 
   // GetStatus straight from the bridge (gRPC).
@@ -144,9 +162,11 @@ class PlatformStack {
   int bridge_port_ = 0;
   int gateway_port_ = 0;
   int orchestrator_port_ = 0;
+  int discovery_port_ = 0;
   std::unique_ptr<testing::ChildProcess> config_;
   std::unique_ptr<testing::ChildProcess> bridge_;
   std::unique_ptr<testing::ChildProcess> orchestrator_;
+  std::unique_ptr<testing::ChildProcess> discovery_;
   std::unique_ptr<testing::ChildProcess> gateway_;
   std::unique_ptr<mqtt_bridge::v1::MqttBridgeService::Stub> bridge_stub_;
   std::string token_;
