@@ -39,6 +39,7 @@
 #include "iot2mqtt/discovery/v1/discovery_service.grpc.pb.h"
 #include "rapidjson/document.h"
 #include "tests/integration/config/config_harness.h"
+#include "tests/integration/discovery/child_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::discovery {
@@ -155,31 +156,8 @@ class Joiner {
   std::thread& thread_;
 };
 
-// The live (not zombie) processes of the group `pgid`: "pid state comm".
-std::vector<std::string> GroupMembers(pid_t pgid) {
-  std::vector<std::string> members;
-  for (const std::string& name : testing::ListDir("/proc")) {
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in("/proc/" + name + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-    // pid (comm) state ppid pgrp ...
-    const size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(paren + 1));
-    std::string state;
-    long ppid = 0;
-    long pgrp = 0;
-    rest >> state >> ppid >> pgrp;
-    if (pgrp != pgid || state == "Z" || state == "X") continue;
-    members.push_back(
-        absl::StrCat(name, " ", state, " ", stat.substr(0, paren + 1)));
-  }
-  return members;
-}
-
-// Whether any live process of the group `pgid` is left.
-bool GroupAlive(pid_t pgid) { return !GroupMembers(pgid).empty(); }
+// Whether any live (not zombie) process of the group `pgid` is left.
+bool GroupAlive(pid_t pgid) { return !test::LiveGroupMembers(pgid).empty(); }
 
 // The real config and discovery binaries plus one simulated bulb.
 class DiscoveryStack {
@@ -512,7 +490,7 @@ TEST_CASE("ExecuteTool answers with the tool's result or its failure",
     rapidjson::Document result = Parse(response.result());
     CHECK(BoolAt(result, {"error", "retriable"}));
     const pid_t pgid = std::stoi(ReadFile(d.shtools_dir() + "/stubborn.pid"));
-    INFO(absl::StrJoin(GroupMembers(pgid), "\n"));
+    INFO(absl::StrJoin(test::LiveGroupMembers(pgid), " "));
     CHECK_FALSE(GroupAlive(pgid));
   }
 

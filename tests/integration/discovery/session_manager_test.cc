@@ -31,6 +31,7 @@
 #include "catch2/catch.hpp"
 #include "connectors/yeelight/testing/bulb_simulator.h"
 #include "services/common/status.h"
+#include "tests/integration/discovery/child_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace iot2mqtt::discovery {
@@ -195,16 +196,7 @@ std::string WaitForFile(const std::string& path) {
   return absl::StrCat("while [ ! -e '", path, "' ]; do sleep 0.02; done");
 }
 
-// Whether process `pid` is gone (or only a zombie waiting for its reaper).
-bool ProcessGone(pid_t pid) {
-  if (::kill(pid, 0) == -1 && errno == ESRCH) return true;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const size_t paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() &&
-         line[paren + 2] == 'Z';
-}
+using test::ProcessGone;
 
 // The first number in the file at `path`.
 pid_t PidFrom(const std::string& path) {
