@@ -213,4 +213,15 @@ absl::string_view JsonTypeOf(absl::string_view text) {
   }
 }
 
+std::string DescribeJsonType(absl::string_view text) {
+  absl::string_view type = JsonTypeOf(text);
+  if (type == "object") return "an object";
+  if (type == "array") return "an array";
+  if (type == "string") return "a string";
+  if (type == "number") return "a number";
+  if (type == "true" || type == "false") return "a boolean";
+  if (type == "null") return "null";
+  return "something else";
+}
+
 }  // namespace iot2mqtt::sdk

@@ -118,17 +118,6 @@ std::optional<bool> JsonBool(const std::string& value) {
   return std::nullopt;
 }
 
-// "an array", "a string", ... for "expected a JSON object, got ...".
-std::string DescribeJsonType(absl::string_view text) {
-  absl::string_view type = sdk::JsonTypeOf(text);
-  if (type == "array") return "an array";
-  if (type == "string") return "a string";
-  if (type == "number") return "a number";
-  if (type == "true" || type == "false") return "a boolean";
-  if (type == "null") return "null";
-  return "something else";
-}
-
 }  // namespace
 
 bool IsValidMacAddress(absl::string_view mac) {
@@ -158,8 +147,8 @@ absl::StatusOr<DeviceConfig> ParseDeviceConfig(std::string mac_address,
       sdk::SplitJsonObject(text);
   if (!members.ok()) {
     if (absl::StartsWith(members.status().message(), "expected")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expected a JSON object, got ", DescribeJsonType(text)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected a JSON object, got ", sdk::DescribeJsonType(text)));
     }
     return members.status();
   }

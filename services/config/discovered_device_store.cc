@@ -86,18 +86,6 @@ absl::Status NotFound(absl::string_view id) {
       kDeviceNotFound, {{"device_id", std::string(id)}});
 }
 
-// "an object", "a string", ... of a compact JSON value, for messages.
-std::string TypeName(absl::string_view json) {
-  absl::string_view type = sdk::JsonTypeOf(json);
-  if (type == "object") return "an object";
-  if (type == "array") return "an array";
-  if (type == "string") return "a string";
-  if (type == "number") return "a number";
-  if (type == "true" || type == "false") return "a boolean";
-  if (type == "null") return "null";
-  return "something else";
-}
-
 // The string a compact JSON string literal holds.
 std::optional<std::string> DecodeString(const std::string& json) {
   if (sdk::JsonTypeOf(json) != "string") return std::nullopt;
@@ -220,7 +208,8 @@ std::optional<DiscoveredDevice> DecodeRecord(
       sdk::SplitJsonObject(json);
   if (!members.ok()) {
     problems->push_back(absl::StrCat("record ", index, " skipped: it is ",
-                                     TypeName(json), ", not an object"));
+                                     sdk::DescribeJsonType(json),
+                                     ", not an object"));
     return std::nullopt;
   }
   DiscoveredDevice device;
@@ -332,9 +321,9 @@ absl::StatusOr<std::string> NormalizeObject(const std::string& value, int index,
   }
   if (*compact == "null") return std::string();
   if (sdk::JsonTypeOf(*compact) != "object") {
-    return InvalidDevice(
-        index, id, field,
-        absl::StrCat("must be a JSON object, got ", TypeName(*compact)));
+    return InvalidDevice(index, id, field,
+                         absl::StrCat("must be a JSON object, got ",
+                                      sdk::DescribeJsonType(*compact)));
   }
   if (compact->size() > DiscoveredDeviceStore::kMaxJsonBytes) {
     return InvalidDevice(
@@ -516,9 +505,9 @@ absl::StatusOr<DiscoveredDeviceStore::Contents> DiscoveredDeviceStore::Load() {
       if (member.value == "null") {
         devices_json = "[]";
       } else if (sdk::JsonTypeOf(member.value) != "array") {
-        return Corrupt(path_,
-                       absl::StrCat("\"devices\" is ", TypeName(member.value),
-                                    ", not an array"));
+        return Corrupt(path_, absl::StrCat("\"devices\" is ",
+                                           sdk::DescribeJsonType(member.value),
+                                           ", not an array"));
       } else {
         devices_json = std::move(member.value);
       }

@@ -43,6 +43,11 @@ absl::StatusOr<std::vector<JsonMember>> SplitJsonObject(absl::string_view text);
 // "string", "number", "true", "false", "null"), "" when it starts with none.
 absl::string_view JsonTypeOf(absl::string_view text);
 
+// The type of the first value in `text` for messages: "an object",
+// "an array", "a string", "a number", "a boolean", "null", or
+// "something else" (the text form of DescribeJsonType in json_builder.h).
+std::string DescribeJsonType(absl::string_view text);
+
 }  // namespace iot2mqtt::sdk
 
 #endif  // IOT2MQTT_SDK_JSON_H_
